@@ -1,0 +1,114 @@
+"""Almgren-Chriss (2000) closed forms for the discrete linear model.
+
+Notation follows the paper: ``X`` shares over ``N`` slices of length ``tau`` days, holdings
+``x_0 = X, ..., x_N = 0``, trades ``n_k = x_{k-1} - x_k``, dollar volatility ``sigma`` per
+sqrt(day), half-spread ``eps`` ($), temporary impact ``eta`` ($/share per share/day), permanent
+impact ``gamma`` ($/share per share), risk aversion ``lam`` (1/$).
+
+- ``E[IS] = 0.5 gamma X^2 + eps sum|n_k| + (eta_tilde/tau) sum n_k^2``,
+  ``eta_tilde = eta - 0.5 gamma tau`` (``+`` when a slice pays its own permanent impact);
+- ``Var[IS] = sigma^2 tau sum_{k=1..N} x_k^2``;
+- the minimiser of ``E + lam Var`` is ``x_j = X sinh(kappa (T - t_j)) / sinh(kappa T)`` with
+  ``kappa = arccosh(0.5 kappa_tilde^2 tau^2 + 1) / tau``, ``kappa_tilde^2 = lam sigma^2/eta_tilde``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sb3_exec.config import ExecConfig
+
+
+@dataclass(frozen=True)
+class ACModel:
+    """Parameters of the discrete Almgren-Chriss model (paper units, see the module doc)."""
+
+    X: float
+    N: int
+    tau: float
+    sigma: float
+    eps: float
+    eta: float
+    gamma: float
+    lam: float = 0.0
+    own_impact: bool = False
+
+    @property
+    def eta_tilde(self) -> float:
+        """Effective quadratic cost coefficient, ``eta -/+ 0.5 gamma tau``."""
+        sign = 1.0 if self.own_impact else -1.0
+        return self.eta + sign * 0.5 * self.gamma * self.tau
+
+    @property
+    def kappa(self) -> float:
+        """Urgency (1/day): 0 for a risk-neutral trader (TWAP)."""
+        if self.lam == 0.0 or self.sigma == 0.0:
+            return 0.0
+        if self.eta_tilde <= 0.0:
+            raise ValueError(f"eta: eta_tilde = {self.eta_tilde} must be > 0 for a closed form")
+        kt2 = self.lam * self.sigma**2 / self.eta_tilde
+        return math.acosh(0.5 * kt2 * self.tau**2 + 1.0) / self.tau
+
+    def holdings(self) -> np.ndarray:
+        """Optimal holdings ``x_0..x_N`` (``N + 1`` values, ``X`` down to 0)."""
+        horizon = self.N * self.tau
+        t = np.arange(self.N + 1) * self.tau
+        k = self.kappa
+        if k * horizon < 1e-12:
+            return self.X * (horizon - t) / horizon
+        return self.X * np.sinh(k * (horizon - t)) / np.sinh(k * horizon)
+
+    def expected_cost(self, holdings: np.ndarray) -> float:
+        """``E[IS]`` ($) of a static schedule given by its holdings ``x_0..x_N``."""
+        n = -np.diff(np.asarray(holdings, dtype=np.float64))
+        return float(
+            0.5 * self.gamma * self.X**2
+            + self.eps * np.abs(n).sum()
+            + self.eta_tilde / self.tau * (n**2).sum()
+        )
+
+    def variance(self, holdings: np.ndarray) -> float:
+        """``Var[IS]`` ($^2) of a static schedule: ``sigma^2 tau sum_{k>=1} x_k^2``."""
+        x = np.asarray(holdings, dtype=np.float64)[1:]
+        return float(self.sigma**2 * self.tau * (x**2).sum())
+
+    def objective(self, holdings: np.ndarray) -> float:
+        """``E + lam Var`` ($)."""
+        return self.expected_cost(holdings) + self.lam * self.variance(holdings)
+
+
+def ac_model(cfg: ExecConfig) -> ACModel:
+    """The Almgren-Chriss model of a config (exact for ``temp_impact="rate"``).
+
+    For the notebook's participation-proportional impact ``eta * (q/V) * mid`` the temporary
+    cost is linearised at the arrival price and the mean volume: ``eta_AC = eta * p0 * dt / vol_mu``.
+    """
+    eta = cfg.eta if cfg.temp_impact == "rate" else cfg.eta * cfg.p0 * cfg.dt / cfg.vol_mu
+    return ACModel(
+        X=cfg.Q0, N=cfg.T, tau=cfg.dt, sigma=cfg.sigma_dollars, eps=cfg.spread_bps * 1e-4 * cfg.p0,
+        eta=eta, gamma=cfg.kappa, lam=cfg.risk_aversion, own_impact=cfg.own_impact,
+    )
+
+
+def ac_holdings(cfg: ExecConfig) -> np.ndarray:
+    """The closed-form holdings schedule for the config's risk aversion (TWAP when it is 0)."""
+    return ac_model(cfg).holdings()
+
+
+def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
+    """The exact optimum of the expected objective in bps, where the model has one, else None.
+
+    The closed form is the exact optimum when the model is the Almgren-Chriss linear model:
+    impact linear in the trading rate, no microstructure noise, constant volume (so the
+    participation cap is known) that the optimal schedule respects.
+    """
+    if cfg.temp_impact != "rate" or cfg.noise_sd > 0 or cfg.vol_sd > 0:
+        return None
+    model = ac_model(cfg)
+    x = model.holdings()
+    if (-np.diff(x)).max() > cfg.max_participation * cfg.vol_mu * (1 + 1e-12):
+        return None
+    return model.objective(x) / cfg.notional * 1e4

@@ -1,0 +1,223 @@
+"""Validated execution-model configuration and named presets.
+
+``ExecConfig`` keeps every field name and default of the original notebook's ``ExecConfig``
+(``T``, ``Q0``, ``p0``, ``sigma``, ``dt``, ``kappa``, ``eta``, ``spread_bps``, ``vol_mu``,
+``vol_sd``, ``noise_sd``, ``max_participation``, ``action_levels``, ``buy``) and adds the fields
+that let one implementation of the dynamics express both the notebook's model and the exact
+Almgren-Chriss (2000) linear model. Units are in the field docs; ``sigma`` is a daily fraction of
+the arrival price and ``dt`` a slice length in days throughout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SIDES = ("sell", "buy")
+TEMP_IMPACTS = ("participation", "rate")
+ACTION_MODES = ("participation", "twap_multiple", "continuous")
+REWARDS = ("shortfall", "schedule")
+DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """One execution problem: the market model, the order, and how an agent acts on it.
+
+    The notebook's fields keep their names and defaults; the defaults are the ``seed`` preset.
+
+    :param T: number of trading slices (the deadline is the end of slice ``T-1``)
+    :param Q0: shares to trade (the parent order)
+    :param p0: arrival mid price ($/share)
+    :param sigma: volatility of the mid, a daily fraction of ``p0`` (arithmetic Brownian motion
+        with dollar volatility ``p0 * sigma`` per sqrt(day))
+    :param dt: slice length in days
+    :param kappa: permanent impact, $/share of price move per share traded (AC's gamma)
+    :param eta: temporary impact coefficient; its unit depends on ``temp_impact``
+    :param spread_bps: half-spread paid on every share, basis points of ``p0`` (AC's epsilon)
+    :param vol_mu: mean market volume per slice (shares)
+    :param vol_sd: standard deviation of market volume per slice (shares); volumes are floored
+        at 1,000 shares as in the notebook
+    :param noise_sd: microstructure noise on the execution mid ($/share), i.i.d. per slice
+    :param max_participation: cap on the order's share of a slice's market volume, in (0, 1];
+        it binds every policy, baselines and the deadline-free slices alike
+    :param action_levels: number of discrete participation levels in ``action_mode="participation"``
+    :param side: ``"sell"`` or ``"buy"``; the notebook's ``buy=True`` is accepted too
+    :param risk_aversion: Almgren-Chriss lambda (1/$); adds ``lambda * (p0*sigma)^2 * dt * x_t^2``
+        per slice, ``x_t`` the shares left after the slice, to the objective
+    :param temp_impact: ``"participation"`` (the notebook: a fraction ``eta * q/V`` of the mid)
+        or ``"rate"`` (Almgren-Chriss: ``eta * q/dt`` dollars per share)
+    :param own_impact: whether a slice's permanent impact moves the price it trades at (the
+        notebook: True) or only later slices (Almgren-Chriss: False)
+    :param shock_before_trade: whether slice ``t``'s price innovation arrives before its trade
+        (the notebook: True) or after it (Almgren-Chriss: False)
+    :param deadline_penalty: multiplier on the temporary impact of the forced liquidation of any
+        inventory left after the last slice (the notebook: 5)
+    :param twap_multiples: the action grid of ``action_mode="twap_multiple"``: multiples of the
+        remaining-TWAP slice ``x / slices_left``; must contain 0 and 1
+    :param action_mode: how an agent's action maps to shares: ``"participation"`` (the notebook's
+        grid of ``action_levels`` participation rates), ``"twap_multiple"`` (a multiple from
+        ``twap_multiples`` of the remaining-TWAP slice) or ``"continuous"`` (a Box in [-1, 1]
+        mapped linearly to a multiple in [0, max(twap_multiples)])
+    :param reward: ``"shortfall"`` (minus the realized slice cost plus risk term, in bps) or
+        ``"schedule"`` (minus the slice's schedule cost plus risk term): changes training only
+    """
+
+    T: int = 40
+    Q0: float = 100_000.0
+    p0: float = 100.0
+    sigma: float = 0.02
+    dt: float = 1 / 78
+    kappa: float = 1e-6
+    eta: float = 5e-5
+    spread_bps: float = 5.0
+    vol_mu: float = 2e6
+    vol_sd: float = 5e5
+    noise_sd: float = 0.002
+    max_participation: float = 0.2
+    action_levels: int = 7
+    side: str = "sell"
+    risk_aversion: float = 0.0
+    temp_impact: str = "participation"
+    own_impact: bool = True
+    shock_before_trade: bool = True
+    deadline_penalty: float = 5.0
+    twap_multiples: tuple[float, ...] = field(default=DEFAULT_TWAP_MULTIPLES)
+    action_mode: str = "twap_multiple"
+    reward: str = "shortfall"
+    buy: dataclasses.InitVar[bool | None] = None
+
+    def __post_init__(self, buy: bool | None) -> None:
+        if buy is not None:
+            if not isinstance(buy, (bool, int)):
+                raise ValueError(f"buy must be True or False, got {buy!r}")
+            object.__setattr__(self, "side", "buy" if buy else "sell")
+        object.__setattr__(self, "twap_multiples", tuple(float(m) for m in self.twap_multiples))
+        _validate(self)
+        object.__setattr__(self, "T", int(self.T))
+        object.__setattr__(self, "action_levels", int(self.action_levels))
+
+    @property
+    def sign(self) -> int:
+        """+1 for a sell program, -1 for a buy: ``sign * (p0 - price)`` is the cost per share."""
+        return 1 if self.side == "sell" else -1
+
+    @property
+    def notional(self) -> float:
+        """Arrival notional ``Q0 * p0`` in dollars; the denominator of every bps figure."""
+        return self.Q0 * self.p0
+
+    @property
+    def sigma_dollars(self) -> float:
+        """Dollar volatility of the mid per sqrt(day)."""
+        return self.p0 * self.sigma
+
+    def replace(self, **changes: Any) -> ExecConfig:
+        """A validated copy with ``changes`` applied (``buy=`` accepted)."""
+        return make_config(self, **changes)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The notebook's model and defaults exactly (DOMAIN.md section 1).
+    "seed": {},
+    # Almgren & Chriss (2000), section 4 example: S0=50, X=1e6, 5 daily slices, 30%/yr,
+    # epsilon=1/16 $, eta=2.5e-6, gamma=2.5e-7, lambda=1e-6. Daily volume 5M shares, constant,
+    # only used by the participation features; no cap binds.
+    "ac2000": dict(
+        T=5,
+        Q0=1e6,
+        p0=50.0,
+        sigma=0.30 / math.sqrt(250.0),
+        dt=1.0,
+        kappa=2.5e-7,
+        eta=2.5e-6,
+        spread_bps=12.5,
+        vol_mu=5e6,
+        vol_sd=0.0,
+        noise_sd=0.0,
+        max_participation=1.0,
+        risk_aversion=1e-6,
+        temp_impact="rate",
+        own_impact=False,
+        shock_before_trade=False,
+    ),
+}
+
+
+def make_config(preset: str | ExecConfig = "seed", **overrides: Any) -> ExecConfig:
+    """Build a validated config from a preset name (or a config) and keyword overrides.
+
+    :param preset: a name in ``PRESETS`` or an ``ExecConfig`` to start from
+    :param overrides: any ``ExecConfig`` field, plus ``buy`` (the notebook's flag)
+    :raises ValueError: unknown preset or field, or an invalid value (the message names the field)
+    """
+    if isinstance(preset, ExecConfig):
+        base = {f.name: getattr(preset, f.name) for f in dataclasses.fields(ExecConfig)}
+    elif isinstance(preset, str) and preset in PRESETS:
+        base = dict(PRESETS[preset])
+    else:
+        raise ValueError(f"preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    known = {f.name for f in dataclasses.fields(ExecConfig)} | {"buy"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not an ExecConfig field; fields are {sorted(known)}")
+    if "buy" in overrides and "side" in overrides:
+        raise ValueError("buy: give either side= or buy=, not both")
+    base.update(overrides)
+    if "buy" in overrides:
+        base.pop("side", None)
+    return ExecConfig(**base)
+
+
+def _check_number(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
+                   high: float | None = None, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        integer and not float(value).is_integer()
+    ):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+
+
+def _validate(cfg: ExecConfig) -> None:
+    _check_number("T", cfg.T, low=1, integer=True)
+    _check_number("Q0", cfg.Q0, low=0, low_open=True)
+    _check_number("p0", cfg.p0, low=0, low_open=True)
+    _check_number("sigma", cfg.sigma, low=0)
+    _check_number("dt", cfg.dt, low=0, low_open=True)
+    _check_number("kappa", cfg.kappa, low=0)
+    _check_number("eta", cfg.eta, low=0)
+    _check_number("spread_bps", cfg.spread_bps, low=0)
+    _check_number("vol_mu", cfg.vol_mu, low=0, low_open=True)
+    _check_number("vol_sd", cfg.vol_sd, low=0)
+    _check_number("noise_sd", cfg.noise_sd, low=0)
+    _check_number("max_participation", cfg.max_participation, low=0, low_open=True, high=1)
+    _check_number("action_levels", cfg.action_levels, low=2, integer=True)
+    _check_number("risk_aversion", cfg.risk_aversion, low=0)
+    _check_number("deadline_penalty", cfg.deadline_penalty, low=0)
+    if cfg.side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {cfg.side!r}")
+    if cfg.action_mode not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {cfg.action_mode!r}")
+    if cfg.reward not in REWARDS:
+        raise ValueError(f"reward must be one of {REWARDS}, got {cfg.reward!r}")
+    if cfg.temp_impact not in TEMP_IMPACTS:
+        raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")
+    for name in ("own_impact", "shock_before_trade"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
+    grid = cfg.twap_multiples
+    for m in grid:
+        _check_number("twap_multiples", m, low=0)
+    if len(grid) < 2 or list(grid) != sorted(set(grid)) or 0.0 not in grid or 1.0 not in grid:
+        raise ValueError(
+            f"twap_multiples must be strictly increasing, contain 0 and 1, got {grid!r}"
+        )

@@ -1,0 +1,153 @@
+"""``ExecutionEnv``: the execution model as a Gymnasium env (the batch-of-one case of the dynamics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sb3_exec import dynamics
+from sb3_exec.config import ExecConfig, make_config
+from sb3_exec.rng import as_seeds
+
+REWARD_SCALE_BPS = 1e4  # rewards are in basis points of arrival notional
+
+
+def action_space_for(cfg: ExecConfig) -> spaces.Space:
+    """The action space of a config's ``action_mode``."""
+    if cfg.action_mode == "participation":
+        return spaces.Discrete(cfg.action_levels)
+    if cfg.action_mode == "twap_multiple":
+        return spaces.Discrete(len(cfg.twap_multiples))
+    return spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+
+def observation_space_for(cfg: ExecConfig) -> spaces.Box:
+    """The observation space (see ``dynamics.OBS_NAMES``)."""
+    return spaces.Box(dynamics.OBS_LOW, dynamics.OBS_HIGH, dtype=np.float32)
+
+
+class ExecutionEnv(gym.Env):
+    """Work a parent order over ``T`` slices, paying spread, impact and price risk.
+
+    ## Description
+    A sell (or buy) program of ``Q0`` shares must be completed within ``T`` slices. Each slice
+    the agent chooses how much to trade; the model (``sb3_exec.dynamics``) charges the half-spread,
+    temporary impact and permanent impact and moves the price by a random innovation. Presets:
+    ``seed`` (the original notebook's model) and ``ac2000`` (the exact Almgren-Chriss model).
+
+    ## Action Space (``action_mode``)
+    | mode | space | meaning |
+    |---|---|---|
+    | ``participation`` | ``Discrete(action_levels)`` | ``a/(L-1) * max_participation`` of the slice's volume (the notebook's grid); what is left at the deadline is force-liquidated |
+    | ``twap_multiple`` (default) | ``Discrete(len(twap_multiples))`` | ``twap_multiples[a] * x / slices_left``; the last slice trades everything left |
+    | ``continuous`` | ``Box(-1, 1, (1,))`` | multiple ``(a+1)/2 * max(twap_multiples)`` of ``x / slices_left``; the last slice trades everything left |
+
+    Every mode is capped by ``max_participation`` of the slice's market volume.
+
+    ## Observation Space: ``Box(6,)`` float32
+    | index | feature | unit / bounds |
+    |---|---|---|
+    | 0 | time left ``(T - t) / T`` | [0, 1] |
+    | 1 | inventory left ``x / Q0`` | [0, 1] |
+    | 2 | this slice's market volume ``V_t / vol_mu`` | [0, 100], 0 after the deadline |
+    | 3 | this slice's half-spread over the config's ``spread_bps`` | [0, 100], 0 after the deadline |
+    | 4 | price move since arrival in the order's favour (up for a sell), over the horizon's volatility ``p0 * sigma * sqrt(T dt)`` (at least 1 bp of ``p0``); only innovations of finished slices | [-1000, 1000] |
+
+    Features are clipped to these bounds (reached only by extreme configs).
+    | 5 | last slice's participation ``q / V`` | [0, 1] |
+
+    ## Rewards
+    ``reward="shortfall"`` (default): minus the slice's implementation shortfall
+    ``side * (p0 - px) * q`` (the deadline liquidation included on the last step) plus the risk
+    term ``risk_aversion * (p0 sigma)^2 dt x_after^2``, in bps of ``Q0 * p0``. An episode's
+    rewards sum to ``-objective_bps``.
+
+    ``reward="schedule"``: minus the slice's *schedule cost* plus the risk term, in bps; the sum is
+    ``-schedule_objective_bps``. The schedule cost prices the same trades with the unpredictable
+    price innovations set to zero. The removed part is ``sum_t x_held_t * innovation_t`` (shares
+    held when an innovation arrives), and for any policy that does not see the future those
+    holdings are fixed before the innovation is drawn, so it has mean zero: the expected return,
+    hence the optimal policy, is unchanged, with far less noise. ``reward`` changes training only;
+    ``sb3_exec.evaluate`` always reports both. Where impact is proportional to the price (the
+    ``seed`` preset's temporary impact ``eta * (q/V) * mid``) the two differ in expectation by a
+    second-order term (impact times price move), far below 0.01 bps.
+
+    ## Starting State
+    The whole order left at the arrival price ``p0``; the episode's exogenous randomness (price
+    shocks, volumes, noise) is drawn at ``reset(seed=...)`` from that seed alone and does not
+    depend on the actions, so two policies on one seed see the same market (common random numbers).
+
+    ## Episode End
+    ``terminated=True`` once the order is complete or the last slice (with any deadline
+    liquidation) has traded. There is no truncation.
+
+    ## Info
+    Every step: ``q_exec`` (shares), ``px_exec`` ($/share), ``mid`` ($/share), ``part``
+    (``q/V``), ``q_rem`` (shares left), ``cost`` ($, this slice), ``schedule_cost_step`` ($).
+    Last step also: ``shortfall`` ($), ``shortfall_bps``, ``risk_bps``, ``objective_bps``,
+    ``schedule_cost`` ($), ``schedule_cost_bps``, ``schedule_objective_bps``, ``completion``
+    (share of the order filled before the deadline liquidation), ``mean_participation``.
+    ``reset`` returns ``{"seed": episode_seed}``.
+
+    ## Arguments
+    ``gymnasium.make("sb3_exec/Execution-v0", preset="ac2000", **overrides)``: ``preset`` is a
+    name in ``sb3_exec.PRESETS`` (or an ``ExecConfig``); ``overrides`` are any ``ExecConfig``
+    field, including ``action_mode``, ``reward``, ``side`` and the notebook's ``buy``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, preset: str | ExecConfig = "seed", **overrides: Any) -> None:
+        self.cfg = make_config(preset, **overrides)
+        self.action_space = action_space_for(self.cfg)
+        self.observation_space = observation_space_for(self.cfg)
+        self._market: dynamics.Market | None = None
+        self._state: dynamics.State | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; its market is drawn from ``seed`` (or from the env's RNG)."""
+        super().reset(seed=seed)
+        episode_seed = seed if seed is not None else int(self.np_random.integers(0, 2**63))
+        self._market = dynamics.draw_market(self.cfg, as_seeds([episode_seed]))
+        self._state = dynamics.initial_state(self.cfg, 1)
+        return dynamics.observe(self.cfg, self._market, self._state)[0], {"seed": episode_seed}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Trade one slice. Raises ``ValueError`` for an action outside the action space."""
+        if self._state is None or self._market is None:
+            raise RuntimeError("call reset() before step()")
+        if self._state.done[0]:
+            raise RuntimeError("the episode has ended; call reset()")
+        if not self.action_space.contains(_as_action(action, self.action_space)):
+            raise ValueError(f"action: {action!r} is outside the action space {self.action_space}")
+        cfg, market, state = self.cfg, self._market, self._state
+        shares = dynamics.action_to_shares(cfg, market, state, np.asarray(action).reshape(1, -1))
+        res = dynamics.step(cfg, market, state, shares)
+        slice_cost = res.sched_cost[0] if cfg.reward == "schedule" else res.cost[0]
+        reward = -(slice_cost + res.risk[0]) / cfg.notional * REWARD_SCALE_BPS
+        info: dict[str, Any] = {
+            "q_exec": float(res.q[0]), "px_exec": float(res.px[0]), "mid": float(res.mid[0]),
+            "part": float(res.part[0]), "q_rem": float(state.x[0]), "cost": float(res.cost[0]),
+            "schedule_cost_step": float(res.sched_cost[0]),
+        }
+        terminated = bool(res.terminated[0])
+        if terminated:
+            info.update({k: v[0].item() for k, v in dynamics.episode_metrics(cfg, state).items()})
+        obs = dynamics.observe(cfg, market, state)[0]
+        return obs, float(reward), terminated, False, info
+
+
+def _as_action(action: Any, space: spaces.Space) -> Any:
+    """Accept numpy scalars and 0-d/1-element arrays for a Discrete space (SB3 passes those)."""
+    if isinstance(space, spaces.Discrete):
+        arr = np.asarray(action)
+        if arr.size == 1 and arr.dtype.kind in "iu":
+            return np.int64(arr.reshape(()))
+        return action
+    arr = np.asarray(action, dtype=np.float32)
+    return arr.reshape(space.shape) if arr.size == 1 else arr

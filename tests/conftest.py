@@ -1,0 +1,38 @@
+"""Shared fixtures and test policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sb3_exec.baselines import Policy
+
+
+class RandomPolicy(Policy):
+    """A causal policy trading a random multiple (0..3) of the remaining-TWAP slice, seeded."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def reset(self, cfg, market) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def act(self, cfg, market, state) -> np.ndarray:
+        return self._rng.uniform(0, 3, size=len(state.x)) * state.x / np.maximum(cfg.T - state.t, 1)
+
+
+class Anticipating(Policy):
+    """Cheats: reads the next slice's price innovation and sells everything before a drop."""
+
+    def act(self, cfg, market, state) -> np.ndarray:
+        rows = np.arange(len(state.t))
+        t = np.minimum(state.t, cfg.T - 1)
+        nxt = np.minimum(t + 1, cfg.T - 1)
+        move = cfg.sign * (market.mid[rows, nxt] - market.mid[rows, t])
+        twap = state.x / np.maximum(cfg.T - state.t, 1)
+        return np.where(move < 0, state.x, 0.5 * twap)
+
+
+@pytest.fixture
+def random_policy() -> RandomPolicy:
+    return RandomPolicy(seed=123)
