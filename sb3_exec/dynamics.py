@@ -147,44 +147,72 @@ def slice_view(market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(state.t)), np.minimum(state.t, market.volume.shape[1] - 1)
 
 
+def _flat_index(market: Market, state: State) -> np.ndarray:
+    """Index of each episode's current slice into the raveled ``(B, T)`` market arrays."""
+    T = market.volume.shape[1]
+    return np.minimum(state.t, T - 1) + np.arange(0, len(state.t) * T, T)
+
+
 def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> StepResult:
     """Trade one slice of every episode in place; episodes already done do nothing.
 
+    Written for speed (it is the inner loop of training and evaluation): the masks are
+    skipped while no episode is done, and the market is read with flat ``take``.
+
     :param shares: shares each episode asks to trade; clipped to ``[0, min(x, cap)]``
     """
-    rows, t = slice_view(market, state)
-    side = cfg.sign
-    active = ~state.done
-    volume = market.volume[rows, t]
-    half_spread = market.half_spread[rows, t]
-    limit = np.minimum(state.x, cfg.max_participation * volume)
-    q = np.where(active, np.clip(shares, 0.0, limit), 0.0)
+    idx = _flat_index(market, state)
+    done = state.done
+    all_active = not done.any()
+    side, p0 = cfg.sign, cfg.p0
+    volume = market.volume.take(idx)
+    half_spread = market.half_spread.take(idx)
+    q = np.minimum(np.maximum(shares, 0.0), np.minimum(state.x, cfg.max_participation * volume))
+    if not all_active:
+        q[done] = 0.0
 
     perm_after = state.perm + cfg.kappa * q
-    perm_exec = perm_after if cfg.own_impact else state.perm
-    mid = np.maximum(MIN_PRICE, market.mid[rows, t] - side * perm_exec + market.noise[rows, t])
-    mid_s = np.maximum(MIN_PRICE, market.mid_sched[rows, t] - side * perm_exec)
-    tmp = temp_impact(cfg, q, volume, mid)
+    adverse = side * (perm_after if cfg.own_impact else state.perm)
+    mid = market.mid.take(idx)
+    mid -= adverse
+    mid += market.noise.take(idx)
+    np.maximum(mid, MIN_PRICE, out=mid)
+    mid_s = market.mid_sched.take(idx)
+    mid_s -= adverse
+    np.maximum(mid_s, MIN_PRICE, out=mid_s)
+    part = q / volume
+    if cfg.temp_impact == "rate":
+        tmp = (cfg.eta / cfg.dt) * q
+        tmp_s = tmp
+    else:
+        tmp = cfg.eta * part
+        tmp_s = tmp * mid_s
+        tmp *= mid
     px = mid - side * (half_spread + tmp)
-    cost = (side * (cfg.p0 - mid) + half_spread + tmp) * q
-    sched = (side * (cfg.p0 - mid_s) + half_spread + temp_impact(cfg, q, volume, mid_s)) * q
+    cost = (side * (p0 - mid) + half_spread + tmp) * q
+    sched = (side * (p0 - mid_s) + half_spread + tmp_s) * q
 
     x = state.x - q
     x[x <= cfg.Q0 * 1e-12] = 0.0  # float dust from x - x/k*k
-    t_next = state.t + active
-    deadline = active & (t_next >= cfg.T) & (x > 0)
+    t_next = state.t + 1 if all_active else state.t + ~done
+    over = t_next >= cfg.T
+    deadline = over & (x > 0)  # episodes already done hold nothing
     if deadline.any():
         left = np.where(deadline, x, 0.0)
         pen = cfg.deadline_penalty
-        cost += (side * (cfg.p0 - mid) + half_spread + pen * temp_impact(cfg, left, volume, mid)) * left
-        sched += (
-            side * (cfg.p0 - mid_s) + half_spread + pen * temp_impact(cfg, left, volume, mid_s)
-        ) * left
+        cost += (side * (p0 - mid) + half_spread + pen * temp_impact(cfg, left, volume, mid)) * left
+        sched += (side * (p0 - mid_s) + half_spread + pen * temp_impact(cfg, left, volume, mid_s)) * left
         state.forced += left
-        x = np.where(deadline, 0.0, x)
-    risk = np.where(active, cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt * x * x, 0.0)
-    part = q / volume
-    terminated = active & ((x <= 0) | (t_next >= cfg.T))
+        x[deadline] = 0.0
+    risk = (cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt) * x * x  # zero once done
+    terminated = (x <= 0) | over
+    if all_active:
+        state.last_part = part
+    else:
+        terminated &= ~done
+        state.last_part = np.where(done, state.last_part, part)
+        px[done] = 0.0
+        mid[done] = 0.0
 
     state.t = t_next
     state.x = x
@@ -192,13 +220,10 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> S
     state.cost += cost
     state.sched_cost += sched
     state.risk += risk
-    state.last_part = np.where(active, part, state.last_part)
     state.part_sum += part
-    state.done = state.done | terminated
-    return StepResult(
-        q=q, px=np.where(active, px, 0.0), mid=np.where(active, mid, 0.0), part=part,
-        cost=cost, sched_cost=sched, risk=risk, terminated=terminated,
-    )
+    state.done = done | terminated
+    return StepResult(q=q, px=px, mid=mid, part=part, cost=cost, sched_cost=sched, risk=risk,
+                      terminated=terminated)
 
 
 def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
@@ -207,18 +232,19 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     The price feature uses only innovations of slices already finished (``mid_known``), so no
     policy sees the current slice's shock or noise before it trades.
     """
-    rows, t = slice_view(market, state)
-    live = state.t < cfg.T
+    idx = _flat_index(market, state)
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
     scale = cfg.p0 * max(cfg.sigma * np.sqrt(cfg.T * cfg.dt), 1e-4)
-    known = market.mid_known[rows, t] - cfg.sign * state.perm
-    obs = np.empty((len(rows), OBS_DIM), dtype=np.float32)
-    obs[:, 0] = (cfg.T - state.t) / cfg.T
-    obs[:, 1] = state.x / cfg.Q0
-    obs[:, 2] = np.where(live, market.volume[rows, t] / cfg.vol_mu, 0.0)
-    obs[:, 3] = np.where(live, market.half_spread[rows, t] / ref_spread, 0.0)
-    obs[:, 4] = cfg.sign * (known - cfg.p0) / scale
+    obs = np.empty((len(idx), OBS_DIM), dtype=np.float32)
+    obs[:, 0] = (cfg.T - state.t) * (1.0 / cfg.T)
+    obs[:, 1] = state.x * (1.0 / cfg.Q0)
+    obs[:, 2] = market.volume.take(idx) * (1.0 / cfg.vol_mu)
+    obs[:, 3] = market.half_spread.take(idx) * (1.0 / ref_spread)
+    obs[:, 4] = (market.mid_known.take(idx) - cfg.sign * state.perm - cfg.p0) * (cfg.sign / scale)
     obs[:, 5] = state.last_part
+    ended = state.t >= cfg.T
+    if ended.any():  # no slice left to describe
+        obs[ended, 2:4] = 0.0
     return np.clip(obs, OBS_LOW, OBS_HIGH, out=obs)
 
 
@@ -242,6 +268,22 @@ def action_to_shares(
         mult = (a + 1.0) / 2.0 * cfg.twap_multiples[-1]
     slices_left = np.maximum(cfg.T - state.t, 1)
     return np.where(slices_left == 1, state.x, mult * state.x / slices_left)
+
+
+def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:
+    """Each episode's reward for the slice: minus its cost (realized or schedule, by
+    ``cfg.reward``) plus risk term, in basis points of arrival notional."""
+    cost = res.sched_cost if cfg.reward == "schedule" else res.cost
+    return -(cost + res.risk) * (1e4 / cfg.notional)
+
+
+def step_info(res: StepResult, state: State, i: int) -> dict[str, float]:
+    """Episode ``i``'s per-step info dict (the keys the env documents)."""
+    return {
+        "q_exec": float(res.q[i]), "px_exec": float(res.px[i]), "mid": float(res.mid[i]),
+        "part": float(res.part[i]), "q_rem": float(state.x[i]), "cost": float(res.cost[i]),
+        "schedule_cost_step": float(res.sched_cost[i]),
+    }
 
 
 def episode_metrics(cfg: ExecConfig, state: State) -> dict[str, np.ndarray]:

@@ -10,10 +10,8 @@ from gymnasium import spaces
 
 from sb3_exec import dynamics
 from sb3_exec.config import ExecConfig, make_config
-from sb3_exec.rng import as_seeds
-
-REWARD_SCALE_BPS = 1e4  # rewards are in basis points of arrival notional
-
+from sb3_exec.rng import as_seeds, next_episode_seeds
+from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
 
 def action_space_for(cfg: ExecConfig) -> spaces.Space:
     """The action space of a config's ``action_mode``."""
@@ -79,6 +77,8 @@ class ExecutionEnv(gym.Env):
     The whole order left at the arrival price ``p0``; the episode's exogenous randomness (price
     shocks, volumes, noise) is drawn at ``reset(seed=...)`` from that seed alone and does not
     depend on the actions, so two policies on one seed see the same market (common random numbers).
+    A reset without a seed continues the sequence from the previous episode's seed
+    (``rng.next_episode_seeds``), or draws from the env's ``np_random`` for the very first.
 
     ## Episode End
     ``terminated=True`` once the order is complete or the last slice (with any deadline
@@ -98,10 +98,12 @@ class ExecutionEnv(gym.Env):
     field, including ``action_mode``, ``reward``, ``side`` and the notebook's ``buy``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": [], "render_fps": 1}
 
-    def __init__(self, preset: str | ExecConfig = "seed", **overrides: Any) -> None:
+    def __init__(self, preset: str | ExecConfig = "seed", render_mode: str | None = None,
+                 **overrides: Any) -> None:
         self.cfg = make_config(preset, **overrides)
+        self.render_mode = render_mode  # nothing to render; accepted for Gymnasium's API
         self.action_space = action_space_for(self.cfg)
         self.observation_space = observation_space_for(self.cfg)
         self._market: dynamics.Market | None = None
@@ -112,8 +114,14 @@ class ExecutionEnv(gym.Env):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode; its market is drawn from ``seed`` (or from the env's RNG)."""
         super().reset(seed=seed)
-        episode_seed = seed if seed is not None else int(self.np_random.integers(0, 2**63))
-        self._market = dynamics.draw_market(self.cfg, as_seeds([episode_seed]))
+        if seed is not None:
+            keys = as_seeds([seed])
+        elif self._market is not None:
+            keys = next_episode_seeds(self._market.seeds)
+        else:
+            keys = as_seeds([int(self.np_random.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64))])
+        self._market = dynamics.draw_market(self.cfg, keys)
+        episode_seed = int(keys[0])
         self._state = dynamics.initial_state(self.cfg, 1)
         return dynamics.observe(self.cfg, self._market, self._state)[0], {"seed": episode_seed}
 
@@ -128,13 +136,8 @@ class ExecutionEnv(gym.Env):
         cfg, market, state = self.cfg, self._market, self._state
         shares = dynamics.action_to_shares(cfg, market, state, np.asarray(action).reshape(1, -1))
         res = dynamics.step(cfg, market, state, shares)
-        slice_cost = res.sched_cost[0] if cfg.reward == "schedule" else res.cost[0]
-        reward = -(slice_cost + res.risk[0]) / cfg.notional * REWARD_SCALE_BPS
-        info: dict[str, Any] = {
-            "q_exec": float(res.q[0]), "px_exec": float(res.px[0]), "mid": float(res.mid[0]),
-            "part": float(res.part[0]), "q_rem": float(state.x[0]), "cost": float(res.cost[0]),
-            "schedule_cost_step": float(res.sched_cost[0]),
-        }
+        reward = dynamics.reward_bps(cfg, res)[0]
+        info: dict[str, Any] = dynamics.step_info(res, state, 0)
         terminated = bool(res.terminated[0])
         if terminated:
             info.update({k: v[0].item() for k, v in dynamics.episode_metrics(cfg, state).items()})

@@ -47,6 +47,16 @@ def as_seeds(seeds: object) -> np.ndarray:
     return np.array([int(s) for s in items], dtype=np.uint64)
 
 
+def next_episode_seeds(previous: np.ndarray) -> np.ndarray:
+    """The seeds of the episodes that follow ``previous`` in an env reset without a seed.
+
+    A SplitMix64 step into ``[2**62, 2**63)`` (the training range of ``sb3_exec.seeding``), so a
+    seeded first episode fixes every later one, in the single env and the batched env alike.
+    """
+    with np.errstate(over="ignore"):
+        return (_mix(previous.astype(np.uint64) + _GOLDEN) >> np.uint64(2)) + np.uint64(2**62)
+
+
 def uniforms(seeds: np.ndarray, stream: int, n: int) -> np.ndarray:
     """``(len(seeds), n)`` uniforms in the open interval (0, 1) for one stream."""
     with np.errstate(over="ignore"):

@@ -1,0 +1,136 @@
+"""Agents: a registry from names to SB3 algorithms with default hyperparameters in YAML.
+
+Hyperparameters live in ``sb3_exec/agents/hyperparams/<name>.yml``, one file per agent, keyed by
+preset with a ``default`` entry (the rl-baselines3-zoo convention). Besides the algorithm's own
+keyword arguments an entry may hold ``n_timesteps`` (training budget), ``n_envs`` (parallel
+episodes) and ``env_kwargs`` (env options used for training, e.g. ``reward: schedule``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch as th
+import yaml
+from sb3_contrib import QRDQN
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+
+from sb3_exec.agents.ddqn import DoubleDQN
+from sb3_exec.config import PRESETS, make_config
+
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+META_KEYS = ("n_timesteps", "n_envs", "env_kwargs")
+ACTIVATIONS = {"tanh": th.nn.Tanh, "relu": th.nn.ReLU, "elu": th.nn.ELU}
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A registered agent: its SB3 class and the action mode it acts in."""
+
+    algo: type[BaseAlgorithm]
+    action_mode: str
+    description: str
+
+
+AGENTS: dict[str, AgentSpec] = {
+    "dqn": AgentSpec(DQN, "twap_multiple", "SB3 DQN on the TWAP-multiple grid"),
+    "ddqn": AgentSpec(DoubleDQN, "twap_multiple", "Double DQN (sb3_exec) on the TWAP-multiple grid"),
+    "qrdqn": AgentSpec(QRDQN, "twap_multiple", "sb3-contrib QR-DQN on the TWAP-multiple grid"),
+    "ppo": AgentSpec(PPO, "twap_multiple", "SB3 PPO on the TWAP-multiple grid"),
+    "ppo_cont": AgentSpec(PPO, "continuous", "SB3 PPO with a continuous TWAP multiple"),
+    "a2c": AgentSpec(A2C, "twap_multiple", "SB3 A2C on the TWAP-multiple grid"),
+}
+
+
+def _check_agent(name: str) -> AgentSpec:
+    if name not in AGENTS:
+        raise ValueError(f"agent: unknown agent {name!r}; choose one of {sorted(AGENTS)}")
+    return AGENTS[name]
+
+
+@lru_cache(maxsize=None)
+def _load_yaml(name: str) -> dict[str, Any]:
+    with open(HYPERPARAMS_DIR / f"{name}.yml") as f:
+        return yaml.safe_load(f) or {}
+
+
+def hyperparams(name: str, preset: str = "default") -> dict[str, Any]:
+    """The agent's hyperparameters for a preset: the ``default`` entry updated by the preset's."""
+    _check_agent(name)
+    if preset != "default" and preset not in PRESETS:
+        raise ValueError(f"preset: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    table = _load_yaml(name)
+    params = copy.deepcopy(table.get("default", {}))
+    for key, value in copy.deepcopy(table.get(preset, {})).items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            params[key].update(value)
+        else:
+            params[key] = value
+    return params
+
+
+def env_kwargs_for(name: str, preset: str, **overrides: Any) -> dict[str, Any]:
+    """Env options an agent trains with: the preset, its action mode and the YAML's env_kwargs."""
+    params = hyperparams(name, preset)
+    kwargs = {"preset": preset, "action_mode": _check_agent(name).action_mode,
+              **params.get("env_kwargs", {}), **overrides}
+    make_config(**kwargs)  # validate now, before anything runs
+    return kwargs
+
+
+def make_env(name: str, preset: str, seed: int = 0, n_envs: int | None = None,
+             **env_overrides: Any) -> VecEnv:
+    """The training env of an agent on a preset: the batched ``ExecutionVecEnv`` (``n_envs``
+    from the YAML by default) under SB3's ``VecMonitor``, seeded with ``seed``."""
+    from sb3_exec.vec_env import ExecutionVecEnv
+
+    kwargs = env_kwargs_for(name, preset, **env_overrides)
+    n = n_envs or hyperparams(name, preset).get("n_envs", 1)
+    env = VecMonitor(ExecutionVecEnv(n, **kwargs))
+    env.seed(seed)
+    return env
+
+
+def _algo_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {k: v for k, v in params.items() if k not in META_KEYS}
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
+    if isinstance(policy_kwargs.get("activation_fn"), str):
+        policy_kwargs["activation_fn"] = ACTIVATIONS[policy_kwargs["activation_fn"]]
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
+
+
+def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
+         preset: str | None = None, **overrides: Any) -> BaseAlgorithm:
+    """Build a registered agent with its default hyperparameters.
+
+    :param name: a key of ``AGENTS`` (``dqn``, ``ddqn``, ``qrdqn``, ``ppo``, ``ppo_cont``, ``a2c``)
+    :param env: a Gymnasium env or SB3 VecEnv of ``sb3_exec/Execution-v0``; a preset name, or
+        None with ``preset``, builds the agent's training VecEnv
+    :param seed: the SB3 seed (weights, exploration and the env's episodes)
+    :param preset: which YAML entry to use; defaults to the env's preset, else ``default``
+    :param overrides: algorithm keyword arguments that replace the YAML's
+    """
+    spec = _check_agent(name)
+    if isinstance(env, str):
+        preset, env = env, None
+    params = hyperparams(name, preset or "default")
+    if env is None:
+        if preset is None:
+            raise ValueError("env: give an env or a preset")
+        env = make_env(name, preset, seed=seed)
+    kwargs = _algo_kwargs(params)
+    kwargs.update(overrides)
+    policy = kwargs.pop("policy", "MlpPolicy")
+    return spec.algo(policy, env, seed=seed, **kwargs)
+
+
+__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "env_kwargs_for", "hyperparams", "make", "make_env"]

@@ -1,0 +1,155 @@
+"""Train one registered agent on one preset and save it with its metadata.
+
+    python -m sb3_exec.train --agent ddqn --preset ac2000 --seed 0 --timesteps 30000 --out runs/ddqn
+
+writes ``model.zip``, ``meta.json`` (agent, preset, seed, budget, resolved config, hyperparameters,
+package versions, wall time), ``best_model.zip`` (best validation score) and TensorBoard logs
+under ``tb/`` (``tensorboard --logdir runs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
+
+from sb3_exec import agents
+from sb3_exec.callbacks import ExecutionMetricsCallback, HParamCallback, SeededEvalCallback
+from sb3_exec.config import PRESETS, make_config
+from sb3_exec.seeding import validation_seeds
+
+
+@dataclass
+class TrainResult:
+    """A trained model, where it was saved, and its metadata."""
+
+    model: BaseAlgorithm
+    path: Path
+    meta: dict[str, Any]
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that determine the numbers."""
+    import gymnasium
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    import sb3_exec
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__,
+            "sb3_contrib": sb3_contrib.__version__, "gymnasium": gymnasium.__version__,
+            "sb3_exec": sb3_exec.__version__, "platform": platform.platform()}
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (a temp file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def train(
+    agent: str, preset: str = "ac2000", seed: int = 0, timesteps: int | None = None,
+    out: str | Path = "runs/train", n_validation: int = 200, eval_freq: int | None = None,
+    progress_bar: bool = False, tensorboard: bool = True, verbose: int = 0,
+    env_overrides: dict[str, Any] | None = None, **hyperparam_overrides: Any,
+) -> TrainResult:
+    """Train ``agent`` on ``preset`` and save it under ``out``.
+
+    :param agent: a name in ``sb3_exec.agents.AGENTS``
+    :param preset: a preset name (its YAML entry and env)
+    :param seed: SB3 seed: weights, exploration and training episodes
+    :param timesteps: training budget in env steps (default: the YAML's ``n_timesteps``)
+    :param out: output folder
+    :param n_validation: validation episodes per periodic evaluation (0 disables it)
+    :param eval_freq: env steps between evaluations (default: a fifth of the budget)
+    :param progress_bar: show SB3's progress bar
+    :param tensorboard: write TensorBoard logs to ``out/tb``
+    :param env_overrides: config overrides for the training and validation env
+    :param hyperparam_overrides: algorithm arguments replacing the YAML's
+    """
+    params = agents.hyperparams(agent, preset)
+    budget = int(timesteps if timesteps is not None else params.get("n_timesteps", 30_000))
+    if budget < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    env_kwargs = agents.env_kwargs_for(agent, preset, **(env_overrides or {}))
+    cfg_kwargs = {k: v for k, v in env_kwargs.items() if k != "preset"}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = agents.make_env(agent, preset, seed=seed, **(env_overrides or {}))
+    model = agents.make(agent, env, seed=seed, preset=preset,
+                        tensorboard_log=str(out / "tb") if tensorboard else None, verbose=verbose,
+                        **hyperparam_overrides)
+    callbacks = [ExecutionMetricsCallback(), HParamCallback({"preset": preset, "agent": agent})]
+    evaluator = None
+    if n_validation:
+        # Validation replays the training config with the realized reward: it scores, not trains.
+        eval_kwargs = {**env_kwargs, "reward": "shortfall"}
+        evaluator = SeededEvalCallback(
+            eval_kwargs, validation_seeds(n_validation, master=seed),
+            eval_freq=eval_freq or max(1, budget // 5), best_model_save_path=out, verbose=verbose,
+        )
+        callbacks.append(evaluator)
+    start = time.perf_counter()
+    model.learn(budget, callback=CallbackList(callbacks), progress_bar=progress_bar,
+                tb_log_name=f"{agent}_{preset}_s{seed}")
+    wall = time.perf_counter() - start
+    path = out / "model.zip"
+    model.save(path)
+    cfg = make_config(preset, **cfg_kwargs)
+    meta = {
+        "agent": agent, "preset": preset, "seed": seed, "timesteps": budget,
+        "env_kwargs": env_kwargs, "config": dataclasses.asdict(cfg),
+        "hyperparams": {**params, **hyperparam_overrides}, "train_seconds": wall,
+        "validation": evaluator.history if evaluator else [], "versions": versions(),
+    }
+    write_json(out / "meta.json", meta)
+    return TrainResult(model, path, meta)
+
+
+def load(path: str | Path) -> BaseAlgorithm:
+    """Load a model saved by ``train`` (its ``meta.json`` names the algorithm)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    meta = json.loads((folder / "meta.json").read_text())
+    algo = agents.AGENTS[meta["agent"]].algo
+    return algo.load(folder / "model.zip" if path.is_dir() else path, device="cpu")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(prog="python -m sb3_exec.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent", required=True, choices=sorted(agents.AGENTS))
+    p.add_argument("--preset", default="ac2000", choices=sorted(PRESETS))
+    p.add_argument("--seed", type=int, default=0, help="SB3 seed (default 0)")
+    p.add_argument("--timesteps", type=int, default=None, help="budget (default: the YAML's)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<agent>_<preset>_s<seed>)")
+    p.add_argument("--n-validation", type=int, default=200, help="validation episodes (0: none)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args(argv)
+    out = args.out or f"runs/{args.agent}_{args.preset}_s{args.seed}"
+    res = train(args.agent, args.preset, args.seed, args.timesteps, out,
+                n_validation=args.n_validation, progress_bar=not args.no_progress)
+    last = res.meta["validation"][-1] if res.meta["validation"] else {}
+    print(f"saved {res.path} ({res.meta['train_seconds']:.1f} s); last validation: "
+          + ", ".join(f"{k}={v:.3f}" for k, v in last.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""``ExecutionVecEnv``: an SB3 ``VecEnv`` that steps B episodes as arrays with the same dynamics.
+
+It is the single env's dynamics (``sb3_exec.dynamics``) on a batch, not a second model: for the
+same seeds it yields exactly the same episodes as a ``DummyVecEnv`` of ``ExecutionEnv``\\ s
+(observations, rewards, terminal infos, and per-step infos with ``step_infos=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from sb3_exec import dynamics
+from sb3_exec.config import ExecConfig, make_config
+from sb3_exec.env import action_space_for, observation_space_for
+from sb3_exec.rng import as_seeds, next_episode_seeds
+from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
+
+_NO_INFO: Any = MappingProxyType({})  # shared, read-only: the info of a step that ends nothing
+
+
+class _EnvView:
+    """What ``get_attr``/``env_method`` see of episode ``i`` of the batch."""
+
+    render_mode = None
+
+    def __init__(self, vec: ExecutionVecEnv, i: int) -> None:
+        self._vec, self._i = vec, i
+
+    @property
+    def cfg(self) -> ExecConfig:
+        return self._vec.cfg
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self._vec.action_space
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return self._vec.observation_space
+
+    @property
+    def episode_seed(self) -> int:
+        return int(self._vec.market.seeds[self._i])
+
+    def get_wrapper_attr(self, name: str) -> Any:
+        return getattr(self, name)
+
+
+class ExecutionVecEnv(VecEnv):
+    """``num_envs`` execution episodes stepped together as numpy arrays, with auto-reset.
+
+    :param num_envs: batch size B
+    :param preset: a preset name or an ``ExecConfig``
+    :param step_infos: fill every step's info dict like the single env (costs about 1 us per
+        episode per step); by default only the step that ends an episode gets an info (the
+        episode metrics and ``terminal_observation``), the others share one empty read-only
+        mapping, and the per-step values stay available as arrays in ``last_step``
+    :param overrides: any ``ExecConfig`` field
+    """
+
+    def __init__(self, num_envs: int, preset: str | ExecConfig = "seed", step_infos: bool = False,
+                 **overrides: Any) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.cfg = make_config(preset, **overrides)
+        self._views = [_EnvView(self, i) for i in range(int(num_envs))]
+        super().__init__(int(num_envs), observation_space_for(self.cfg), action_space_for(self.cfg))
+        self.step_infos = step_infos
+        self.market: dynamics.Market | None = None
+        self.state: dynamics.State | None = None
+        self.last_step: dynamics.StepResult | None = None
+        self._actions: np.ndarray | None = None
+
+    # -- seeding and resets -------------------------------------------------------------
+    def _first_seeds(self) -> np.ndarray:
+        keys = []
+        for s in self._seeds:
+            if s is not None:
+                keys.append(int(s))
+            else:  # like an unseeded ExecutionEnv: its np_random draws the first episode
+                rng, _ = seeding.np_random(None)
+                keys.append(int(rng.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64)))
+        return as_seeds(keys)
+
+    def reset(self) -> np.ndarray:
+        """Start a fresh episode in every slot (seeds from ``seed()`` if given)."""
+        keys = self._first_seeds()
+        self.market = dynamics.draw_market(self.cfg, keys)
+        self.state = dynamics.initial_state(self.cfg, self.num_envs)
+        self._reset_seeds()
+        self._reset_options()
+        return dynamics.observe(self.cfg, self.market, self.state)
+
+    def _auto_reset(self, rows: np.ndarray) -> None:
+        keys = next_episode_seeds(self.market.seeds[rows])
+        self.market.put(rows, dynamics.draw_market(self.cfg, keys))
+        self.state.put(rows, dynamics.initial_state(self.cfg, len(rows)))
+
+    @property
+    def reset_infos(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """Each slot's current episode seed, as the single env's ``reset`` info."""
+        if self.market is None:
+            return [{} for _ in range(self.num_envs)]
+        return [{"seed": int(k)} for k in self.market.seeds.tolist()]
+
+    @reset_infos.setter
+    def reset_infos(self, value: list[dict[str, Any]]) -> None:
+        pass  # derived from the market; VecEnv.__init__ assigns an empty list
+
+    # -- stepping -----------------------------------------------------------------------
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        a = np.asarray(actions)
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            a = a.reshape(-1)
+            bad = (a.shape != (self.num_envs,)) or a.dtype.kind not in "iu" or (
+                (a < 0) | (a >= self.action_space.n)).any()
+        else:
+            a = a.reshape(self.num_envs, -1) if a.size == self.num_envs else a
+            bad = a.shape != (self.num_envs, 1) or not np.isfinite(a).all() or (np.abs(a) > 1).any()
+        if bad:
+            raise ValueError(f"action: got {a!r} (shape {a.shape}); expected {self.num_envs} "
+                             f"actions in {self.action_space}")
+        return a
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self.state is None or self._actions is None:
+            raise RuntimeError("call reset() before step()")
+        cfg, market, state = self.cfg, self.market, self.state
+        actions = self._check_actions(self._actions)
+        self._actions = None
+        res = dynamics.step(cfg, market, state, dynamics.action_to_shares(cfg, market, state, actions))
+        self.last_step = res
+        rewards = dynamics.reward_bps(cfg, res)
+        dones = res.terminated.copy()
+        obs = dynamics.observe(cfg, market, state)
+        if self.step_infos:
+            infos: list[Any] = [dynamics.step_info(res, state, i) for i in range(self.num_envs)]
+        else:
+            infos = [_NO_INFO] * self.num_envs
+        if dones.any():
+            rows = np.flatnonzero(dones)
+            metrics = dynamics.episode_metrics(cfg, state)
+            keys = (*metrics, "terminal_observation", "TimeLimit.truncated")
+            columns = [v[rows].tolist() for v in metrics.values()]
+            columns += [list(obs[rows]), [False] * len(rows)]
+            for i, values in zip(rows.tolist(), zip(*columns)):
+                info = dict(zip(keys, values))
+                if self.step_infos:
+                    info.update(dynamics.step_info(res, state, i))
+                infos[i] = info
+            self._auto_reset(rows)
+            obs = dynamics.observe(cfg, market, state)
+        return obs, rewards, dones, infos
+
+    # -- the VecEnv plumbing ------------------------------------------------------------
+    def close(self) -> None:
+        self.market = self.state = None
+
+    def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
+        if indices is None:
+            return range(self.num_envs)
+        if isinstance(indices, (int, np.integer)):
+            return [int(indices)]
+        return list(indices)
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self._views[i], attr_name) for i in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(
+            f"{attr_name}: the batched env shares one config; build a new ExecutionVecEnv instead"
+        )
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
+        return [getattr(self._views[i], method_name)(*method_args, **method_kwargs)
+                for i in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._indices(indices)]

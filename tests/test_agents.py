@@ -1,0 +1,142 @@
+"""Agents: Double DQN's target, the registry, training, saving/loading, callbacks, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from sb3_exec import agents, evaluate
+from sb3_exec.agents import DoubleDQN
+from sb3_exec.agents.ddqn import double_q_target, dqn_target
+from sb3_exec.env import ExecutionEnv
+from sb3_exec.train import load, train
+
+
+class _Fixed(th.nn.Module):
+    """A 'network' returning fixed Q-values per next observation (row index in obs[:, 0])."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = th.tensor(table, dtype=th.float32)
+
+    def forward(self, obs):
+        return self.table[obs[:, 0].long()]
+
+
+def _batch():
+    obs = th.tensor([[0.0], [1.0]])
+    return ReplayBufferSamples(observations=obs, actions=th.zeros(2, 1, dtype=th.long),
+                               next_observations=obs, dones=th.tensor([[0.0], [1.0]]),
+                               rewards=th.tensor([[1.0], [2.0]]))
+
+
+def test_double_q_target_formula_and_difference_from_dqn():
+    online = _Fixed([[1.0, 5.0, 0.0], [0.0, 0.0, 9.0]])  # picks action 1 in row 0
+    target = _Fixed([[3.0, 2.0, 10.0], [4.0, 4.0, 4.0]])
+    data, gamma = _batch(), 0.5
+    # row 0: r + gamma * Q_target(s', argmax Q_online) = 1 + 0.5 * 2; row 1 is terminal
+    np.testing.assert_allclose(double_q_target(online, target, data, gamma).numpy().ravel(), [2.0, 2.0])
+    # DQN takes the max of the target net instead: 1 + 0.5 * 10
+    np.testing.assert_allclose(dqn_target(target, data, gamma).numpy().ravel(), [6.0, 2.0])
+
+
+def test_ddqn_is_a_dqn_that_learns_saves_and_loads(tmp_path):
+    model = agents.make("ddqn", ExecutionEnv("ac2000", reward="schedule"), seed=0,
+                        learning_starts=100, target_update_interval=100)
+    assert isinstance(model, DoubleDQN) and isinstance(model, DQN)
+    before = [p.detach().clone() for p in model.q_net.parameters()]
+    model.learn(600)
+    assert any(not th.equal(a, b) for a, b in zip(before, model.q_net.parameters()))
+    model.save(tmp_path / "m")
+    loaded = DoubleDQN.load(tmp_path / "m")
+    obs = np.random.default_rng(0).uniform(0, 1, size=(32, 6)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0],
+                                  loaded.predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.parametrize("name", sorted(agents.AGENTS))
+def test_every_agent_trains_briefly_and_evaluates(name):
+    spec = agents.AGENTS[name]
+    small = {"learning_starts": 50} if "dqn" in name else {}
+    if name.startswith("ppo"):
+        small = {"n_steps": 32, "batch_size": 64}
+    model = agents.make(name, preset="seed", seed=1, **small)
+    model.learn(300)
+    ev = evaluate({name: model, "twap": "twap"}, {"preset": "seed", "action_mode": spec.action_mode},
+                  seeds=range(20))
+    assert ev.episodes.objective_bps.notna().all() and (ev.episodes.completion >= 0).all()
+
+
+def test_agents_work_on_every_action_mode():
+    for mode in ("participation", "twap_multiple", "continuous"):
+        env = ExecutionEnv("ac2000", action_mode=mode)
+        name = "ppo_cont" if mode == "continuous" else "ppo"
+        model = agents.make(name, env, seed=0, n_steps=32, batch_size=32)
+        model.learn(64)
+        ev = evaluate({"m": model}, {"preset": "ac2000", "action_mode": mode}, seeds=range(5))
+        assert len(ev.episodes) == 5
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="agent"):
+        agents.make("sac", preset="seed")
+    with pytest.raises(ValueError, match="preset"):
+        agents.hyperparams("dqn", "nowhere")
+    with pytest.raises(ValueError, match="env"):
+        agents.make("dqn")
+
+
+def test_yaml_defaults_and_preset_merge():
+    hp = agents.hyperparams("ppo", "ac2000")
+    assert hp["env_kwargs"]["reward"] == "schedule" and hp["gamma"] == 1.0
+    assert agents.env_kwargs_for("ppo_cont", "seed")["action_mode"] == "continuous"
+
+
+def _weights(model):
+    return th.cat([p.detach().flatten() for p in model.policy.parameters()])
+
+
+@pytest.mark.parametrize("name", ["ddqn", "ppo"])
+def test_same_seed_same_weights_and_evaluation(name, tmp_path):
+    small = {"learning_starts": 100} if name == "ddqn" else {"n_steps": 64, "batch_size": 64}
+    runs = [train(name, "ac2000", seed=3, timesteps=512, out=tmp_path / str(i), n_validation=20,
+                  tensorboard=False, **small) for i in range(2)]
+    assert th.equal(_weights(runs[0].model), _weights(runs[1].model))
+    assert runs[0].meta["validation"] == runs[1].meta["validation"]
+    other = train(name, "ac2000", seed=4, timesteps=512, out=tmp_path / "o", n_validation=0,
+                  tensorboard=False, **small)
+    assert not th.equal(_weights(runs[0].model), _weights(other.model))
+
+
+def test_train_saves_metadata_and_loads_back(tmp_path):
+    res = train("ddqn", "ac2000", seed=0, timesteps=300, out=tmp_path, n_validation=10,
+                learning_starts=50, tensorboard=False)
+    for f in ("model.zip", "meta.json", "best_model.zip"):
+        assert (tmp_path / f).exists(), f
+    assert res.meta["seed"] == 0 and res.meta["config"]["T"] == 5 and "torch" in res.meta["versions"]
+    loaded = load(tmp_path)
+    assert isinstance(loaded, DoubleDQN)
+    obs = np.random.default_rng(1).uniform(0, 1, size=(16, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
+                                  res.model.predict(obs, deterministic=True)[0])
+
+
+def test_tensorboard_events_contain_execution_tags(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train("ppo", "ac2000", seed=0, timesteps=512, out=tmp_path, n_validation=10, eval_freq=256,
+          n_steps=32, batch_size=64)
+    run_dirs = [p for p in (tmp_path / "tb").iterdir() if p.is_dir()]
+    assert len(run_dirs) == 1
+    acc = EventAccumulator(str(run_dirs[0]), size_guidance={"images": 0}).Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for tag in ("execution/shortfall_bps", "execution/objective_bps", "execution/completion",
+                "execution/mean_participation", "execution/regret_bps", "eval/objective_bps",
+                "eval/diff_twap_schedule_bps", "eval/regret_pct"):
+        assert tag in scalars, tag
+    assert "eval/inventory" in " ".join(acc.Tags()["images"])
+    regret = [e.value for e in acc.Scalars("execution/regret_bps")]
+    assert min(regret) >= -1e-6  # no policy beats the analytic optimum's schedule objective

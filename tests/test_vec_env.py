@@ -1,0 +1,113 @@
+"""The batched VecEnv: identical to the single env, and SB3's VecEnv contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecMonitor
+
+from sb3_exec import ExecutionEnv
+from sb3_exec.vec_env import ExecutionVecEnv
+
+MODES = ["participation", "twap_multiple", "continuous"]
+
+
+def _actions(space, rng, n):
+    if space.__class__.__name__ == "Discrete":
+        return rng.integers(0, space.n, size=n)
+    return rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", ["seed", "ac2000"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("side", ["sell", "buy"])
+def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
+    B, steps = 3, 120  # many episode boundaries on both presets
+    kwargs = dict(action_mode=mode, side=side, reward="schedule" if side == "buy" else "shortfall")
+    vec = ExecutionVecEnv(B, preset, step_infos=True, **kwargs)
+    vec.seed(100)
+    singles = [ExecutionEnv(preset, **kwargs) for _ in range(B)]
+    obs_v = vec.reset()
+    obs_s = np.stack([e.reset(seed=100 + i)[0] for i, e in enumerate(singles)])
+    np.testing.assert_array_equal(obs_v, obs_s)
+    rng = np.random.default_rng(0)
+    boundaries = 0
+    for _ in range(steps):
+        actions = _actions(vec.action_space, rng, B)
+        obs_v, rew_v, done_v, info_v = vec.step(actions)
+        for i, env in enumerate(singles):
+            o, r, term, trunc, info = env.step(actions[i])
+            assert rew_v[i] == r and done_v[i] == term
+            if term:
+                boundaries += 1
+                np.testing.assert_array_equal(info_v[i].pop("terminal_observation"), o)
+                assert info_v[i].pop("TimeLimit.truncated") is False
+                o, _ = env.reset()
+            assert info_v[i] == info
+            np.testing.assert_array_equal(obs_v[i], o)
+    assert boundaries >= 6
+
+
+def test_terminal_infos_without_step_infos():
+    vec = ExecutionVecEnv(4, "ac2000")
+    vec.seed(0)
+    vec.reset()
+    for _ in range(5):
+        _, _, dones, infos = vec.step(np.full(4, 4))
+    assert dones.all()
+    for info in infos:
+        assert {"objective_bps", "schedule_objective_bps", "terminal_observation"} <= set(info)
+    _, _, dones, infos = vec.step(np.full(4, 4))
+    assert not dones.any() and all(len(i) == 0 for i in infos)
+    with pytest.raises(TypeError):
+        infos[0]["x"] = 1  # the shared empty info is read-only: no silent cross-talk
+    assert vec.last_step.q.shape == (4,)
+
+
+def test_seeding_and_reset():
+    a, b = ExecutionVecEnv(5, "seed"), ExecutionVecEnv(5, "seed")
+    a.seed(7)
+    b.seed(7)
+    np.testing.assert_array_equal(a.reset(), b.reset())
+    a.seed(7)
+    a.reset()
+    assert [i["seed"] for i in a.reset_infos] == [7, 8, 9, 10, 11]
+    for _ in range(60):
+        oa, ra, *_ = a.step(np.full(5, 3))
+        ob, rb, *_ = b.step(np.full(5, 3))
+        np.testing.assert_array_equal(ra, rb)
+    c = ExecutionVecEnv(5, "seed")
+    c.seed(8)
+    assert not np.array_equal(c.reset(), ExecutionVecEnv(5, "seed").reset())
+
+
+def test_vec_env_contract():
+    vec = ExecutionVecEnv(3, "ac2000")
+    vec.seed(0)
+    vec.reset()
+    assert vec.get_attr("cfg")[0].T == 5 and len(vec.get_attr("cfg")) == 3
+    assert vec.get_attr("episode_seed", indices=[1]) == [1]
+    assert vec.env_method("get_wrapper_attr", "cfg", indices=0)[0].p0 == 50.0
+    assert vec.env_is_wrapped(VecMonitor) == [False, False, False]
+    with pytest.raises(AttributeError):
+        vec.set_attr("cfg", None)
+    with pytest.raises(ValueError, match="action"):
+        vec.step(np.array([0, 1, 99]))
+    with pytest.raises(ValueError, match="num_envs"):
+        ExecutionVecEnv(0)
+    with pytest.raises(ValueError, match="sigma"):
+        ExecutionVecEnv(2, "seed", sigma=-1)
+    vec.close()
+
+
+def test_sb3_training_and_evaluate_policy_on_the_vec_env():
+    vec = VecMonitor(ExecutionVecEnv(8, "ac2000", reward="schedule"))
+    model = PPO("MlpPolicy", vec, n_steps=16, batch_size=64, seed=0)
+    model.learn(256)
+    mean, std = evaluate_policy(model, vec, n_eval_episodes=16)
+    assert np.isfinite(mean) and -600 < mean < -200  # bps: between the optimum and worse than TWAP
+    dqn = DQN("MlpPolicy", VecMonitor(ExecutionVecEnv(1, "ac2000")), learning_starts=20, seed=0)
+    dqn.learn(100)
+    assert len(dqn.ep_info_buffer) > 0
