@@ -16,6 +16,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 def train(
     agent: str, preset: str = "ac2000", seed: int = 0, timesteps: int | None = None,
-    out: str | Path = "runs/train", n_validation: int = 200, eval_freq: int | None = None,
+    out: str | Path = "runs/train", n_validation: int | Sequence[int] = 200,
+    eval_freq: int | None = None,
     progress_bar: bool = False, tensorboard: bool = True, verbose: int = 0,
     env_overrides: dict[str, Any] | None = None, **hyperparam_overrides: Any,
 ) -> TrainResult:
@@ -76,7 +78,8 @@ def train(
     :param seed: SB3 seed: weights, exploration and training episodes
     :param timesteps: training budget in env steps (default: the YAML's ``n_timesteps``)
     :param out: output folder
-    :param n_validation: validation episodes per periodic evaluation (0 disables it)
+    :param n_validation: validation episodes per periodic evaluation (0 disables it), or the
+        list of validation seeds to use (default: ``seeding.validation_seeds(n, master=seed)``)
     :param eval_freq: env steps between evaluations (default: a fifth of the budget)
     :param progress_bar: show SB3's progress bar
     :param tensorboard: write TensorBoard logs to ``out/tb``
@@ -100,8 +103,10 @@ def train(
     if n_validation:
         # Validation replays the training config with the realized reward: it scores, not trains.
         eval_kwargs = {**env_kwargs, "reward": "shortfall"}
+        seeds = (validation_seeds(n_validation, master=seed) if isinstance(n_validation, int)
+                 else list(n_validation))
         evaluator = SeededEvalCallback(
-            eval_kwargs, validation_seeds(n_validation, master=seed),
+            eval_kwargs, seeds,
             eval_freq=eval_freq or max(1, budget // 5), best_model_save_path=out, verbose=verbose,
         )
         callbacks.append(evaluator)

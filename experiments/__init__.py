@@ -1,0 +1,1 @@
+"""Experiment orchestration: ``python -m experiments.compare`` and ``python -m experiments.benchmark``."""

@@ -1,0 +1,307 @@
+"""Train every agent over several seeds and compare it with every baseline on the same episodes.
+
+    python -m experiments.compare                      # the quick default (ac2000, < 10 min)
+    python -m experiments.compare --config experiments/configs/paper.yaml
+    python -m experiments.compare --agents ppo --seeds 5 --timesteps 50000 --preset seed
+
+One master seed derives the training seeds, the validation seeds and the evaluation seeds (all
+disjoint, see ``sb3_exec.seeding``). Each run (agent x training seed) trains in its own process
+(or Ray task), stores its model, metadata and evaluation under ``<out>/runs/<agent>_s<seed>/`` and
+is skipped when the command is run again, so an interrupted comparison resumes where it stopped.
+Outputs: ``summary.csv``, ``episodes.csv``, ``report.md``, figures and ``metadata.json``.
+TensorBoard: ``tensorboard --logdir <out>/runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sb3_exec import agents
+from sb3_exec.baselines import BASELINES
+from sb3_exec.config import PRESETS, make_config
+from sb3_exec.evaluation import evaluate
+from sb3_exec.seeding import evaluation_seeds, training_seeds, validation_seeds
+from sb3_exec.train import versions, write_json
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class CompareConfig:
+    """The whole experiment; loaded from YAML and written back beside the results."""
+
+    name: str = "quick"  # output folder name under results/
+    preset: str = "ac2000"  # env preset (sb3_exec.PRESETS)
+    env_overrides: dict[str, Any] = field(default_factory=dict)  # ExecConfig overrides
+    agents: list[str] = field(default_factory=lambda: ["dqn", "ddqn", "ppo"])
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    seeds: int = 3  # training seeds per agent
+    timesteps: int | None = None  # training budget per run; None: each agent's YAML default
+    hyperparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-agent overrides
+    eval_episodes: int = 2000  # seeded evaluation episodes shared by every policy
+    validation_episodes: int = 100  # seeded episodes of the periodic validation during training
+    master_seed: int = 0  # derives training, validation and evaluation seeds
+    workers: int = 2  # parallel runs
+    backend: str = "local"  # "local" (process pool) or "ray"
+    address: str | None = None  # Ray cluster address (None: a local Ray instance)
+    out: str | None = None  # output folder (default results/<name>)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset: unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        make_config(self.preset, **self.env_overrides)  # raises naming the bad override
+        for a in self.agents:
+            if a not in agents.AGENTS:
+                raise ValueError(f"agents: unknown agent {a!r}; choose from {sorted(agents.AGENTS)}")
+        for b in self.baselines:
+            if b not in BASELINES:
+                raise ValueError(f"baselines: unknown baseline {b!r}; choose from {sorted(BASELINES)}")
+        if "twap" not in self.baselines:
+            raise ValueError("baselines: twap is the reference of every paired comparison; keep it")
+        unknown = sorted(set(self.hyperparams) - set(self.agents))
+        if unknown:
+            raise ValueError(f"hyperparams: entries for agents not in the comparison: {unknown}")
+        for name, low in (("seeds", 1), ("eval_episodes", 2), ("validation_episodes", 0), ("workers", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.timesteps is not None and (not isinstance(self.timesteps, int) or self.timesteps < 1):
+            raise ValueError(f"timesteps must be a positive integer or null, got {self.timesteps!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("results") / self.name
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> CompareConfig:
+        """Load a config file; ``overrides`` (non-None values) replace its entries."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a comparison setting; settings are {sorted(known)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+@dataclass
+class RunSpec:
+    """One training run and its evaluation; everything a worker needs."""
+
+    agent: str
+    seed: int
+    preset: str
+    env_overrides: dict[str, Any]
+    timesteps: int | None
+    hyperparams: dict[str, Any]
+    validation_seeds: list[int]
+    eval_seeds: list[int]
+    run_dir: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.agent}_s{self.seed}"
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """Train, evaluate and store one run; never raises (a failure is written and returned)."""
+    import torch
+
+    torch.set_num_threads(1)  # one core per run: parallelism is across runs
+    from sb3_exec.train import train
+
+    run_dir = Path(spec.run_dir)
+    start = time.perf_counter()
+    try:
+        res = train(spec.agent, spec.preset, spec.seed, spec.timesteps, run_dir,
+                    n_validation=spec.validation_seeds or 0,
+                    env_overrides=spec.env_overrides, **spec.hyperparams)
+        env_kwargs = {**res.meta["env_kwargs"], "reward": "shortfall"}
+        ev = evaluate({spec.agent: res.model}, env_kwargs, spec.eval_seeds, trajectories=True)
+        episodes = ev.episodes.assign(run_seed=spec.seed)
+        if not np.isfinite(episodes.objective_bps).all():
+            raise FloatingPointError("non-finite objective in evaluation (NaN weights?)")
+        episodes.to_csv(run_dir / "episodes.csv.tmp", index=False)
+        Path(run_dir / "episodes.csv.tmp").replace(run_dir / "episodes.csv")
+        paths = ev.steps.groupby("slice")[["q_rem", "part"]].mean()
+        result = {
+            "status": "ok", "agent": spec.agent, "seed": spec.seed,
+            "train_seconds": res.meta["train_seconds"], "timesteps": res.meta["timesteps"],
+            "validation": res.meta["validation"],
+            "inventory": paths.q_rem.tolist(), "participation": paths.part.tolist(),
+        }
+    except Exception as exc:  # a failed run is reported, the others go on
+        result = {"status": "failed", "agent": spec.agent, "seed": spec.seed,
+                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    result["wall_seconds"] = time.perf_counter() - start
+    write_json(run_dir / "result.json", result)
+    return result
+
+
+def load_result(run_dir: Path) -> dict[str, Any] | None:
+    """A finished run's stored result, or None if it has to run (again)."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    if result.get("status") != "ok" or not (run_dir / "episodes.csv").exists():
+        return None  # failed or incomplete runs are retried
+    return result
+
+
+def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]]:
+    """Run the specs on the chosen backend with a progress bar; results in spec order."""
+    from tqdm.auto import tqdm
+
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for spec in specs:
+        stored = load_result(Path(spec.run_dir))
+        if stored is not None:
+            results[spec.key] = stored
+        else:
+            todo.append(spec)
+    if todo:
+        bar = tqdm(total=len(todo), desc=f"runs ({len(specs) - len(todo)} stored)", unit="run")
+        for spec, result in _backend_map(todo, cfg):
+            results[spec.key] = result
+            bar.set_postfix_str(f"{spec.key}: {result['status']}")
+            bar.update()
+        bar.close()
+    return [results[s.key] for s in specs]
+
+
+def _backend_map(todo: Sequence[RunSpec], cfg: CompareConfig):
+    """Yield (spec, result) as runs finish, on a process pool or on Ray."""
+    if cfg.backend == "ray":
+        try:
+            import ray
+        except ImportError as exc:
+            raise SystemExit("backend ray needs Ray: pip install 'sb3-exec[ray]'") from exc
+        ray.init(address=cfg.address, num_cpus=None if cfg.address else cfg.workers,
+                 ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        task = ray.remote(num_cpus=1)(run_one)
+        pending = {task.remote(s): s for s in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                yield pending.pop(ref), ray.get(ref)
+        return
+    if cfg.workers == 1:
+        for spec in todo:
+            yield spec, run_one(spec)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, s): s for s in todo}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def git_commit() -> str | None:
+    """The current git commit, if the code runs from a checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def compare(cfg: CompareConfig) -> Path:
+    """Run the whole comparison and write every output; returns the output folder."""
+    from experiments.report import summarize, write_outputs
+
+    start = time.perf_counter()
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    seeds = {
+        "training": training_seeds(cfg.seeds, cfg.master_seed),
+        "validation": validation_seeds(cfg.validation_episodes, cfg.master_seed) if cfg.validation_episodes else [],
+        "evaluation": evaluation_seeds(cfg.eval_episodes, cfg.master_seed),
+    }
+    write_json(out / "seeds.json", seeds)
+    env_kwargs = {"preset": cfg.preset, **cfg.env_overrides}
+    baseline_eval = evaluate({b: b for b in cfg.baselines}, env_kwargs, seeds["evaluation"],
+                             trajectories=True)
+    specs = [
+        RunSpec(a, s, cfg.preset, cfg.env_overrides, cfg.timesteps, cfg.hyperparams.get(a, {}),
+                seeds["validation"], seeds["evaluation"], str(out / "runs" / f"{a}_s{s}"))
+        for a in cfg.agents for s in seeds["training"]
+    ]
+    results = execute(specs, cfg)
+    agent_episodes = [pd.read_csv(Path(s.run_dir) / "episodes.csv")
+                      for s, r in zip(specs, results) if r["status"] == "ok"]
+    summary, episodes = summarize(baseline_eval, agent_episodes, results)
+    meta = {
+        "config": dataclasses.asdict(cfg), "resolved_env": dataclasses.asdict(baseline_eval.config),
+        "seeds": {k: v if k != "evaluation" else f"{len(v)} seeds in seeds.json" for k, v in seeds.items()},
+        "versions": versions(), "git_commit": git_commit(), "command": " ".join(sys.argv),
+        "runs": [{k: r.get(k) for k in ("agent", "seed", "status", "error", "train_seconds")} for r in results],
+        "wall_seconds": time.perf_counter() - start,
+    }
+    write_outputs(out, cfg, summary, episodes, baseline_eval, results, meta)
+    write_json(out / "metadata.json", {**meta, "wall_seconds": time.perf_counter() - start})
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> CompareConfig:
+    """Command-line options over the config file (the quick default when none is given)."""
+    p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(CONFIG_DIR / "quick.yaml"),
+                   help="experiment YAML (default: experiments/configs/quick.yaml)")
+    p.add_argument("--name", help="output folder name under results/")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
+    p.add_argument("--agents", nargs="+", choices=sorted(agents.AGENTS), help="agents to train")
+    p.add_argument("--baselines", nargs="+", choices=sorted(BASELINES), help="baselines (twap required)")
+    p.add_argument("--seeds", type=int, help="training seeds per agent")
+    p.add_argument("--timesteps", type=int, help="training budget per run (default: each agent's YAML)")
+    p.add_argument("--eval-episodes", type=int, help="seeded evaluation episodes")
+    p.add_argument("--validation-episodes", type=int, help="validation episodes during training")
+    p.add_argument("--master-seed", type=int, help="derives every other seed")
+    p.add_argument("--workers", type=int, help="parallel runs")
+    p.add_argument("--backend", choices=BACKENDS, help="local process pool or Ray")
+    p.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    p.add_argument("--out", help="output folder (default results/<name>)")
+    a = p.parse_args(argv)
+    overrides = {k: getattr(a, k) for k in ("name", "preset", "agents", "baselines", "seeds",
+                                            "timesteps", "eval_episodes", "validation_episodes",
+                                            "master_seed", "workers", "backend", "address", "out")}
+    try:
+        return CompareConfig.from_yaml(a.config, **overrides)
+    except (ValueError, OSError) as exc:
+        p.error(str(exc))
+        raise  # unreachable: p.error exits
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m experiments.compare``."""
+    cfg = parse_args(argv)
+    out = compare(cfg)
+    print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
+    print((out / "summary_table.txt").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Tables, figures and the report of a comparison (statistics here are pure functions of frames)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sb3_exec.analytic import ACModel, ac_model
+from sb3_exec.evaluation import Evaluation
+from sb3_exec.train import write_json
+
+METRICS = ("objective_bps", "schedule_objective_bps")
+
+
+def iqm_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
+           seed: int = 0) -> tuple[float, float, float]:
+    """Interquartile mean over runs with a percentile-bootstrap CI (rliable's aggregate; with a
+    single task the stratified bootstrap is the plain bootstrap over runs)."""
+    values = np.asarray(values, dtype=float)
+    iqm = float(stats.trim_mean(values, 0.25))
+    if len(values) < 2 or np.ptp(values) == 0:
+        return iqm, iqm, iqm
+    res = stats.bootstrap((values,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
+                          confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return iqm, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def summarize(baseline_eval: Evaluation, agent_episodes: Sequence[pd.DataFrame],
+              results: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary table (a row per policy) and every episode of every policy and run.
+
+    An agent's paired statistics use, per evaluation episode, its mean over training seeds;
+    ``iqm_*`` aggregate the per-run means, and ``p_improve_twap_*`` is the share of runs whose
+    mean is below TWAP's (ties half).
+    """
+    runs = pd.concat(agent_episodes, ignore_index=True) if agent_episodes else pd.DataFrame()
+    per_episode = [baseline_eval.episodes]
+    if len(runs):
+        numeric = [c for c in baseline_eval.episodes.columns if c not in ("policy", "seed")]
+        per_episode.append(runs.groupby(["policy", "seed"], sort=False)[numeric].mean().reset_index())
+    combined = Evaluation(pd.concat(per_episode, ignore_index=True), None, baseline_eval.config,
+                          baseline_eval.optimum_bps)
+    summary = combined.summary(reference="twap")
+    summary.insert(0, "kind", ["agent" if p in set(runs.get("policy", [])) else "baseline"
+                               for p in summary.index])
+    twap = summary.loc["twap"]
+    for agent, g in runs.groupby("policy", sort=False) if len(runs) else ():
+        run_means = g.groupby("run_seed")[list(METRICS)].mean()
+        summary.loc[agent, "runs"] = len(run_means)
+        for m in METRICS:
+            iqm, lo, hi = iqm_ci(run_means[m].to_numpy())
+            summary.loc[agent, [f"iqm_{m}", f"iqm_{m}_lo", f"iqm_{m}_hi"]] = [iqm, lo, hi]
+            better = (run_means[m] < twap[m]).mean() + 0.5 * (run_means[m] == twap[m]).mean()
+            summary.loc[agent, f"p_improve_twap_{m}"] = float(better)
+    for agent in {r["agent"] for r in results}:
+        mine = [r for r in results if r["agent"] == agent]
+        if agent not in summary.index:  # every run failed: keep a row that says so
+            summary.loc[agent, "kind"] = "agent"
+        summary.loc[agent, "failed_runs"] = sum(r["status"] != "ok" for r in mine)
+    episodes = pd.concat([baseline_eval.episodes.assign(run_seed=pd.NA), runs], ignore_index=True)
+    return summary, episodes
+
+
+def _count(x: Any) -> int:
+    return int(x) if x is not None and pd.notna(x) else 0
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{x + 0.0:.{digits}f}".replace("-0." + "0" * digits, "0." + "0" * digits)
+
+
+def _fmt_ci(row: pd.Series, m: str, digits: int = 2) -> str:
+    if pd.isna(row.get(m)):
+        return "n/a"
+    return f"{_num(row[m], digits)} [{_num(row[f'{m}_lo'], digits)}, {_num(row[f'{m}_hi'], digits)}]"
+
+
+def main_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The headline table: objective and schedule objective with CIs, paired to TWAP."""
+    rows = []
+    for policy, r in summary.iterrows():
+        row = {
+            "policy": policy,
+            "objective bps [95% CI]": _fmt_ci(r, "objective_bps"),
+            "SD": f"{r['objective_bps_sd']:.1f}" if pd.notna(r.get("objective_bps_sd")) else "n/a",
+            "vs TWAP [95% CI]": _fmt_ci(r, "diff_objective_bps"),
+            "schedule objective bps [95% CI]": _fmt_ci(r, "schedule_objective_bps", 3),
+            "schedule vs TWAP [95% CI]": _fmt_ci(r, "diff_schedule_objective_bps", 3),
+            "win rate": f"{r['win_rate_schedule_objective_bps']:.2f}" if pd.notna(r.get("win_rate_schedule_objective_bps")) else "n/a",
+        }
+        if "regret_schedule_objective_bps_pct" in summary:
+            row["regret %"] = _num(r["regret_schedule_objective_bps_pct"], 3) if pd.notna(r.get("regret_schedule_objective_bps_pct")) else "n/a"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per agent: IQM over training runs with CIs, P(improve on TWAP), failures, time.
+
+    (Wall times live here and in metadata.json, not in summary.csv, which is reproducible.)"""
+    rows = []
+    for policy, r in summary[summary.kind == "agent"].iterrows():
+        secs = [x["train_seconds"] for x in results if x["agent"] == policy and x["status"] == "ok"]
+        rows.append({
+            "agent": policy,
+            "runs ok": _count(r.get("runs")), "failed": _count(r.get("failed_runs")),
+            "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
+            "P(improve on TWAP)": f"{r['p_improve_twap_schedule_objective_bps']:.2f}" if pd.notna(r.get("p_improve_twap_schedule_objective_bps")) else "n/a",
+            "train s/run": f"{np.mean(secs):.0f}" if secs else "n/a",
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no extra dependency)."""
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _policy_paths(baseline_eval: Evaluation, results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Mean inventory (share of Q0) and participation per slice for every policy."""
+    cfg = baseline_eval.config
+    steps = baseline_eval.steps
+    grid = pd.MultiIndex.from_product([pd.unique(steps.policy), range(cfg.T)], names=["policy", "slice"])
+    base = steps.pivot_table(index=["policy", "slice"], values=["q_rem", "part"], aggfunc="sum")
+    n = steps.groupby("policy").seed.nunique()
+    base = base.reindex(grid, fill_value=0.0).reset_index()
+    base[["q_rem", "part"]] = base[["q_rem", "part"]].div(base.policy.map(n), axis=0)
+    frames = [base.assign(run=0)]
+    for r in results:
+        if r["status"] == "ok":
+            k = len(r["inventory"])
+            frames.append(pd.DataFrame({"policy": r["agent"], "slice": range(k), "run": r["seed"],
+                                        "q_rem": r["inventory"], "part": r["participation"]}))
+    paths = pd.concat(frames, ignore_index=True)
+    start = paths.drop_duplicates(["policy", "run"]).assign(slice=-1, q_rem=cfg.Q0, part=np.nan)
+    paths = pd.concat([start, paths], ignore_index=True)
+    paths["slices done"] = paths.slice + 1
+    paths["inventory"] = paths.q_rem / cfg.Q0
+    return paths
+
+
+def figures(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, baseline_eval: Evaluation,
+            results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Write the PNG figures; returns (file, caption) pairs for the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    cfg = baseline_eval.config
+    made: list[tuple[str, str]] = []
+    order = list(summary.index)
+
+    # learning curves with a band across training seeds
+    curves = pd.DataFrame([{"agent": r["agent"], "seed": r["seed"], **v}
+                           for r in results if r["status"] == "ok" for v in r.get("validation", [])])
+    if len(curves):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        sns.lineplot(curves, x="timesteps", y="schedule_objective_bps", hue="agent", errorbar=("pi", 100),
+                     marker="o", ax=ax)
+        ax.axhline(summary.loc["twap", "schedule_objective_bps"], color="grey", ls="--", label="TWAP")
+        if baseline_eval.optimum_bps is not None:
+            ax.axhline(baseline_eval.optimum_bps, color="black", ls=":", label="analytic optimum")
+        ax.set_ylabel("validation schedule objective (bps)")
+        ax.legend()
+        ax.set_title("Learning curves (band: range over training seeds)")
+        made.append(_save(fig, out / "learning_curves.png", "Validation score during training"))
+
+    # distributions of the realized shortfall
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(order) + 1.5))
+    sns.boxplot(episodes, x="shortfall_bps", y="policy", order=order, showfliers=False, ax=ax)
+    ax.set_xlabel("implementation shortfall (bps), every evaluation episode (and run)")
+    made.append(_save(fig, out / "shortfall_distributions.png", "Shortfall distributions per policy"))
+
+    # paired differences to TWAP with CIs
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(order) + 1.8), sharey=True)
+    for ax, m, title in zip(axes, METRICS, ("realized objective", "schedule objective")):
+        d = summary[f"diff_{m}"]
+        err = np.vstack([d - summary[f"diff_{m}_lo"], summary[f"diff_{m}_hi"] - d])
+        ax.errorbar(d, range(len(order)), xerr=err, fmt="o", capsize=4)
+        ax.axvline(0, color="grey", ls="--")
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlabel(f"{title} minus TWAP (bps), 95% CI")
+    axes[0].invert_yaxis()
+    made.append(_save(fig, out / "paired_differences.png",
+                      "Paired differences to TWAP on the same episodes (negative is better)"))
+
+    # mean inventory and participation per slice
+    paths = _policy_paths(baseline_eval, results)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    sns.lineplot(paths, x="slices done", y="inventory", hue="policy", errorbar=None, marker=".",
+                 ax=axes[0])
+    model = ac_model(cfg)
+    axes[0].plot(np.arange(cfg.T + 1), model.holdings() / cfg.Q0, "k:", label="AC closed form")
+    axes[0].set_ylabel("mean inventory left / Q0")
+    axes[0].legend(fontsize=8)
+    sns.lineplot(paths.dropna(subset=["part"]), x="slice", y="part", hue="policy", errorbar=None,
+                 marker=".", ax=axes[1], legend=False)
+    axes[1].set_ylabel("mean participation q/V")
+    made.append(_save(fig, out / "inventory_paths.png",
+                      "Mean inventory and participation per slice against TWAP and the AC schedule"))
+
+    # efficient frontier: mean against SD of the shortfall
+    stats_ = episodes.groupby("policy").shortfall_bps.agg(["mean", "std"]).reindex(order)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(stats_["std"], stats_["mean"])
+    for p, r in stats_.iterrows():
+        ax.annotate(p, (r["std"], r["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    frontier = _frontier(model)
+    if frontier is not None:
+        ax.plot(frontier[1] / cfg.notional * 1e4, frontier[0] / cfg.notional * 1e4, "k:",
+                label="AC efficient frontier (closed form)")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("SD of shortfall (bps)")
+    ax.set_ylabel("mean shortfall (bps)")
+    made.append(_save(fig, out / "efficient_frontier.png", "Mean against SD of shortfall"))
+    return made
+
+
+def _frontier(model: ACModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """(E, SD) of the closed-form schedule over a range of risk aversions."""
+    if model.sigma == 0 or model.eta_tilde <= 0:
+        return None
+    lam0 = model.lam if model.lam > 0 else model.eta_tilde / (model.sigma**2 * (model.N * model.tau) ** 2)
+    es, sds = [], []
+    for lam in lam0 * np.logspace(-3, 1.5, 40):
+        m = ACModel(**{**model.__dict__, "lam": lam})
+        x = m.holdings()
+        es.append(m.expected_cost(x))
+        sds.append(np.sqrt(m.variance(x)))
+    return np.array(es), np.array(sds)
+
+
+def _save(fig: Any, path: Path, caption: str) -> tuple[str, str]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name, caption
+
+
+def write_outputs(out: Path, cfg: Any, summary: pd.DataFrame, episodes: pd.DataFrame,
+                  baseline_eval: Evaluation, results: Sequence[dict[str, Any]],
+                  meta: dict[str, Any]) -> None:
+    """summary.csv, episodes.csv, figures, report.md and a console table."""
+    _atomic_csv(summary.reset_index(), out / "summary.csv")
+    _atomic_csv(episodes, out / "episodes.csv")
+    made = figures(out, summary, episodes, baseline_eval, results)
+    table = main_table(summary)
+    agents_ = agent_table(summary, results)
+    failed = [r for r in results if r["status"] != "ok"]
+    optimum = baseline_eval.optimum_bps
+    lines = [
+        f"# Comparison `{cfg.name}`: preset `{cfg.preset}`",
+        "",
+        f"Agents {', '.join(cfg.agents)} ({cfg.seeds} training seeds each, budget "
+        f"{cfg.timesteps or 'per agent YAML'} steps) against {', '.join(cfg.baselines)}, on "
+        f"{cfg.eval_episodes} seeded evaluation episodes shared by every policy (master seed "
+        f"{cfg.master_seed}). Objective = implementation shortfall plus the risk term, in basis "
+        f"points of arrival notional; lower is better."
+        + (f" Analytic optimum: {optimum:.3f} bps." if optimum is not None else ""),
+        "",
+        "The *schedule objective* prices the same trades on the same episode with the "
+        "unpredictable price moves set to zero: for any policy that cannot see the future it has "
+        "the same expectation as the realized objective, but without the price noise, so its "
+        "confidence intervals are far narrower and small differences between schedules show.",
+        "",
+        "## All policies",
+        "",
+        "Agents: per episode, the mean over their training seeds. Paired differences and win "
+        "rates (schedule objective, ties half) are against TWAP on the same episodes.",
+        "",
+        markdown(table),
+        "",
+    ]
+    if len(agents_):
+        lines += ["## Agents over training seeds", "", markdown(agents_), ""]
+    if failed:
+        lines += ["## Failed runs", ""] + [f"- `{r['agent']}` seed {r['seed']}: {r['error']}" for r in failed] + [""]
+    lines += ["## Figures", ""] + [f"### {cap}\n\n![{cap}]({name})\n" for name, cap in made]
+    lines += ["", f"Wall time {meta['wall_seconds']:.0f} s. TensorBoard: "
+              f"`tensorboard --logdir {out}/runs`. Full config: `config.yaml`, seeds: `seeds.json`, "
+              "versions and commit: `metadata.json`.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    (out / "summary_table.txt").write_text(table.to_string(index=False) + "\n\n" +
+                                           (agents_.to_string(index=False) if len(agents_) else ""))
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    df.to_csv(tmp, index=False, float_format="%.10g")
+    tmp.replace(path)
+
+
+__all__ = ["agent_table", "figures", "iqm_ci", "main_table", "markdown", "summarize", "write_json",
+           "write_outputs"]

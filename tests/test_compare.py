@@ -1,0 +1,105 @@
+"""experiments.compare end to end: outputs, reproducibility, resumption, failures, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from experiments.compare import CompareConfig, compare
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(preset="ac2000", agents=["ppo"], seeds=2, timesteps=512, eval_episodes=50,
+            validation_episodes=10, workers=1, hyperparams={"ppo": {"n_steps": 32, "batch_size": 64}})
+
+
+def test_cli_end_to_end(tmp_path):
+    cfg = {**TINY, "agents": ["ppo", "ddqn"], "workers": 2, "name": "tiny",
+           "hyperparams": {"ppo": TINY["hyperparams"]["ppo"], "ddqn": {"learning_starts": 100}}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--config", str(path),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for f in ("summary.csv", "episodes.csv", "report.md", "metadata.json", "config.yaml",
+              "seeds.json", "learning_curves.png", "shortfall_distributions.png",
+              "paired_differences.png", "inventory_paths.png", "efficient_frontier.png"):
+        assert (out / f).stat().st_size > 0, f
+    summary = pd.read_csv(out / "summary.csv").set_index("policy")
+    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "ppo", "ddqn"}
+    for col in ("shortfall_bps", "objective_bps_lo", "objective_bps_sd", "diff_objective_bps_hi",
+                "win_rate_objective_bps", "regret_schedule_objective_bps_pct",
+                "iqm_schedule_objective_bps", "iqm_schedule_objective_bps_lo",
+                "p_improve_twap_schedule_objective_bps", "runs", "failed_runs"):
+        assert col in summary, col
+    assert summary.loc["ppo", "runs"] == 2 and summary.loc["ppo", "failed_runs"] == 0
+    episodes = pd.read_csv(out / "episodes.csv")
+    assert len(episodes) == 5 * 50 + 2 * 2 * 50
+    assert episodes.groupby("policy").seed.nunique().eq(50).all()  # the same 50 episodes
+    meta = json.loads((out / "metadata.json").read_text())
+    for key in ("config", "seeds", "versions", "git_commit", "wall_seconds", "resolved_env"):
+        assert key in meta, key
+    seeds = json.loads((out / "seeds.json").read_text())
+    assert not (set(seeds["validation"]) & set(seeds["evaluation"]))
+    report = (out / "report.md").read_text()
+    assert "schedule objective" in report and "![" in report and "| ppo |" in report
+    assert len(list((out / "runs").glob("*/tb/*/events.out.tfevents.*"))) == 4
+    assert "summary_table" not in proc.stderr
+
+
+def test_reproducible_and_resumes(tmp_path):
+    a = compare(CompareConfig(**TINY, out=str(tmp_path / "a")))
+    b = compare(CompareConfig(**TINY, out=str(tmp_path / "b")))
+    assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    # interrupt: one run's result is lost; a rerun redoes that run only
+    runs = sorted((b / "runs").iterdir())
+    (runs[0] / "result.json").unlink()
+    kept = (runs[1] / "result.json").stat().st_mtime_ns
+    compare(CompareConfig(**TINY, out=str(b)))
+    assert (runs[1] / "result.json").stat().st_mtime_ns == kept
+    assert (runs[0] / "result.json").exists()
+    assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+
+
+def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
+    cfg = CompareConfig(**{**TINY, "agents": ["ppo", "ddqn"], "seeds": 1,
+                           "hyperparams": {"ppo": {"learning_rate": float("nan"), "n_steps": 32,
+                                                   "batch_size": 64},
+                                           "ddqn": {"learning_starts": 100}}},
+                        out=str(tmp_path / "f"))
+    out = compare(cfg)
+    summary = pd.read_csv(out / "summary.csv").set_index("policy")
+    assert summary.loc["ppo", "failed_runs"] == 1 and pd.isna(summary.loc["ppo", "objective_bps"])
+    assert summary.loc["ddqn", "failed_runs"] == 0 and summary.loc["ddqn", "objective_bps"] > 0
+    assert "Failed runs" in (out / "report.md").read_text()
+
+
+def test_ray_backend(tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'sb3-exec[ray]'")
+    local = compare(CompareConfig(**TINY, out=str(tmp_path / "local")))
+    ray_out = compare(CompareConfig(**{**TINY, "workers": 2}, backend="ray", out=str(tmp_path / "ray")))
+    assert (local / "summary.csv").read_bytes() == (ray_out / "summary.csv").read_bytes()
+
+
+@pytest.mark.parametrize("field,value", [("preset", "x"), ("agents", ["sac"]), ("seeds", 0),
+                                         ("eval_episodes", 1), ("baselines", ["pov"]),
+                                         ("backend", "slurm"), ("env_overrides", {"T": 0}),
+                                         ("timesteps", -5), ("hyperparams", {"dqn": {}})])
+def test_bad_config(field, value):
+    with pytest.raises(ValueError, match=field if field != "env_overrides" else "T"):
+        CompareConfig(**{**TINY, field: value})
+
+
+def test_shipped_configs_load_and_help_runs():
+    for path in (ROOT / "experiments" / "configs").glob("*.yaml"):
+        CompareConfig.from_yaml(path)
+    proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ}, timeout=120)
+    assert proc.returncode == 0 and "--backend" in proc.stdout and "--eval-episodes" in proc.stdout
