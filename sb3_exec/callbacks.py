@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Figure, HParam, TensorBoardOutputFormat
+from stable_baselines3.common.logger import HParam, Image, TensorBoardOutputFormat
 
 from sb3_exec.analytic import analytic_optimum_bps
 from sb3_exec.evaluation import config_from_kwargs, evaluate
@@ -112,11 +112,21 @@ class SeededEvalCallback(BaseCallback):
         self.history.append({"timesteps": self.num_timesteps, **{k: float(v) for k, v in scores.items()}})
         writes_tb = any(isinstance(f, TensorBoardOutputFormat) for f in self.logger.output_formats)
         if writes_tb and self.figure_every and len(self.history) % self.figure_every == 0:
-            self.logger.record("eval/inventory", Figure(self.inventory_figure(), close=True),
-                               exclude=TB_ONLY)
+            self.logger.record("eval/inventory", self.inventory_image(), exclude=TB_ONLY)
         if self.verbose:
             print(f"[eval @ {self.num_timesteps}] " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
         return scores
+
+    def inventory_image(self) -> Image:
+        """The inventory figure rendered to an image (the figure is closed at once: SB3 keeps
+        only the last record between two log dumps)."""
+        import matplotlib.pyplot as plt
+
+        fig = self.inventory_figure()
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        plt.close(fig)
+        return Image(pixels, "HWC")
 
     def inventory_figure(self) -> Any:
         """The agent's inventory path on the first validation seed against TWAP and AC."""
