@@ -108,11 +108,12 @@ class ExecutionEnv(gym.Env):
         self.observation_space = observation_space_for(self.cfg)
         self._market: dynamics.Market | None = None
         self._state: dynamics.State | None = None
+        self._path: tuple[list[float], ...] = ()
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode; its market is drawn from ``seed`` (or from the env's RNG)."""
+        """Start an episode; its market is drawn from ``seed`` (or continues the env's sequence)."""
         super().reset(seed=seed)
         if seed is not None:
             keys = as_seeds([seed])
@@ -121,36 +122,58 @@ class ExecutionEnv(gym.Env):
         else:
             keys = as_seeds([int(self.np_random.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64))])
         self._market = dynamics.draw_market(self.cfg, keys)
-        episode_seed = int(keys[0])
-        self._state = dynamics.initial_state(self.cfg, 1)
-        return dynamics.observe(self.cfg, self._market, self._state)[0], {"seed": episode_seed}
+        m = self._market
+        # one episode runs on Python floats: the same kernel as the batch, without numpy overhead
+        self._path = tuple(a[0].tolist() for a in (m.volume, m.half_spread, m.mid, m.noise,
+                                                   m.mid_sched, m.mid_known))
+        self._state = dynamics.initial_state(self.cfg)
+        return self._observation(), {"seed": int(keys[0])}
+
+    def _observation(self) -> np.ndarray:
+        s, cfg = self._state, self.cfg
+        volume, half_spread, _, _, _, mid_known = self._path
+        t = min(s.t, cfg.T - 1)
+        live = s.t < cfg.T
+        feats = dynamics.features(cfg, dynamics.SCALAR, s.t, s.x, volume[t] if live else 0.0,
+                                  half_spread[t] if live else 0.0, mid_known[t], s.perm, s.last_part)
+        return np.array(feats, dtype=np.float32)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice. Raises ``ValueError`` for an action outside the action space."""
-        if self._state is None or self._market is None:
+        s = self._state
+        if s is None:
             raise RuntimeError("call reset() before step()")
-        if self._state.done[0]:
+        if s.done:
             raise RuntimeError("the episode has ended; call reset()")
-        if not self.action_space.contains(_as_action(action, self.action_space)):
-            raise ValueError(f"action: {action!r} is outside the action space {self.action_space}")
-        cfg, market, state = self.cfg, self._market, self._state
-        shares = dynamics.action_to_shares(cfg, market, state, np.asarray(action).reshape(1, -1))
-        res = dynamics.step(cfg, market, state, shares)
-        reward = dynamics.reward_bps(cfg, res)[0]
-        info: dict[str, Any] = dynamics.step_info(res, state, 0)
-        terminated = bool(res.terminated[0])
-        if terminated:
-            info.update({k: v[0].item() for k, v in dynamics.episode_metrics(cfg, state).items()})
-        obs = dynamics.observe(cfg, market, state)[0]
-        return obs, float(reward), terminated, False, info
+        cfg, a, t = self.cfg, self._check_action(action), s.t
+        volume, half_spread, mid, noise, mid_sched, _ = self._path
+        shares = dynamics.shares_for(cfg, dynamics.SCALAR, a, t, s.x, volume[t])
+        res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
+                                   half_spread[t], mid[t], noise[t], mid_sched[t])
+        s.t, s.x, s.perm, s.last_part, s.done = t + 1, res.x, res.perm, res.part, res.terminated
+        s.cost += res.cost
+        s.sched_cost += res.sched_cost
+        s.risk += res.risk
+        s.forced += res.left
+        s.part_sum += res.part
+        info: dict[str, Any] = dict(zip(dynamics.STEP_INFO_KEYS, map(float, dynamics.step_info_values(res))))
+        if res.terminated:
+            info.update(dynamics.episode_metrics(cfg, s, dynamics.SCALAR))
+        return self._observation(), float(dynamics.reward_bps(cfg, res)), bool(res.terminated), False, info
 
-
-def _as_action(action: Any, space: spaces.Space) -> Any:
-    """Accept numpy scalars and 0-d/1-element arrays for a Discrete space (SB3 passes those)."""
-    if isinstance(space, spaces.Discrete):
-        arr = np.asarray(action)
-        if arr.size == 1 and arr.dtype.kind in "iu":
-            return np.int64(arr.reshape(()))
-        return action
-    arr = np.asarray(action, dtype=np.float32)
-    return arr.reshape(space.shape) if arr.size == 1 else arr
+    def _check_action(self, action: Any) -> Any:
+        """The action as an int (discrete) or float (continuous), or ``ValueError``."""
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+                a = int(action)
+            else:
+                arr = np.asarray(action)
+                a = int(arr.reshape(())) if arr.size == 1 and arr.dtype.kind in "iu" else None
+            if a is not None and 0 <= a < space.n:
+                return a
+        else:
+            arr = np.asarray(action, dtype=np.float32)
+            if arr.size == 1 and np.isfinite(arr).all() and abs(float(arr.reshape(()))) <= 1.0:
+                return float(arr.reshape(()))
+        raise ValueError(f"action: {action!r} is outside the action space {space}")

@@ -144,7 +144,8 @@ class ExecutionVecEnv(VecEnv):
         dones = res.terminated.copy()
         obs = dynamics.observe(cfg, market, state)
         if self.step_infos:
-            infos: list[Any] = [dynamics.step_info(res, state, i) for i in range(self.num_envs)]
+            columns = [np.asarray(v, dtype=np.float64).tolist() for v in dynamics.step_info_values(res)]
+            infos: list[Any] = [dict(zip(dynamics.STEP_INFO_KEYS, vals)) for vals in zip(*columns)]
         else:
             infos = [_NO_INFO] * self.num_envs
         if dones.any():
@@ -154,10 +155,10 @@ class ExecutionVecEnv(VecEnv):
             columns = [v[rows].tolist() for v in metrics.values()]
             columns += [list(obs[rows]), [False] * len(rows)]
             for i, values in zip(rows.tolist(), zip(*columns)):
-                info = dict(zip(keys, values))
                 if self.step_infos:
-                    info.update(dynamics.step_info(res, state, i))
-                infos[i] = info
+                    infos[i].update(zip(keys, values))
+                else:
+                    infos[i] = dict(zip(keys, values))
             self._auto_reset(rows)
             obs = dynamics.observe(cfg, market, state)
         return obs, rewards, dones, infos
