@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 SIDES = ("sell", "buy")
@@ -99,20 +100,26 @@ class ExecConfig:
         object.__setattr__(self, "T", int(self.T))
         object.__setattr__(self, "action_levels", int(self.action_levels))
 
-    @property
+    @cached_property
     def sign(self) -> int:
         """+1 for a sell program, -1 for a buy: ``sign * (p0 - price)`` is the cost per share."""
         return 1 if self.side == "sell" else -1
 
-    @property
+    @cached_property
     def notional(self) -> float:
         """Arrival notional ``Q0 * p0`` in dollars; the denominator of every bps figure."""
         return self.Q0 * self.p0
 
-    @property
+    @cached_property
     def sigma_dollars(self) -> float:
         """Dollar volatility of the mid per sqrt(day)."""
         return self.p0 * self.sigma
+
+    @cached_property
+    def price_scale(self) -> float:
+        """The observation's unit of price moves ($): the horizon's volatility
+        ``p0 * sigma * sqrt(T dt)``, at least 1 bp of ``p0``."""
+        return self.p0 * max(self.sigma * math.sqrt(self.T * self.dt), 1e-4)
 
     def replace(self, **changes: Any) -> ExecConfig:
         """A validated copy with ``changes`` applied (``buy=`` accepted)."""

@@ -267,8 +267,7 @@ def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread
              mid_known: Any, perm: Any, last_part: Any) -> tuple[Any, ...]:
     """The six observation features (``OBS_NAMES``) in float64, clipped to the space's bounds."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
-    scale = cfg.p0 * max(cfg.sigma * np.sqrt(cfg.T * cfg.dt), 1e-4)
-    move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / scale)
+    move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
     return (
         (cfg.T - t) * (1.0 / cfg.T),
         x * (1.0 / cfg.Q0),
