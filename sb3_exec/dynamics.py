@@ -31,6 +31,7 @@ It is computed in the same pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,6 +65,12 @@ class Market:
 
     def __len__(self) -> int:
         return len(self.seeds)
+
+    @cached_property
+    def row_offsets(self) -> np.ndarray:
+        """Flat index of each episode's slice 0 in the raveled ``(B, T)`` arrays."""
+        B, T = self.volume.shape
+        return np.arange(0, B * T, T)
 
     def put(self, rows: np.ndarray, other: Market) -> None:
         """Overwrite episodes ``rows`` with ``other``'s (used when a batched env resets some)."""
@@ -150,11 +157,17 @@ class StepResult(NamedTuple):
 def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
     """Draw the exogenous paths of one episode per seed (``seeds`` as from ``rng.as_seeds``)."""
     B, T = len(seeds), cfg.T
-    shocks = (cfg.p0 * cfg.sigma * np.sqrt(cfg.dt)) * normals(seeds, STREAM_PRICE, T)
+
+    def draws(stream: int, scale: float) -> np.ndarray:
+        # a zero scale needs no draws (the streams are independent, so skipping one changes
+        # nothing in the others)
+        return scale * normals(seeds, stream, T) if scale > 0 else np.zeros((B, T))
+
+    shocks = draws(STREAM_PRICE, cfg.p0 * cfg.sigma * np.sqrt(cfg.dt))
     through = np.cumsum(shocks, axis=1)  # innovations of slices 0..t
     before = through - shocks  # innovations of slices 0..t-1
-    volume = np.maximum(cfg.vol_mu + cfg.vol_sd * normals(seeds, STREAM_VOLUME, T), MIN_VOLUME)
-    noise = cfg.noise_sd * normals(seeds, STREAM_NOISE, T)
+    volume = np.maximum(cfg.vol_mu + draws(STREAM_VOLUME, cfg.vol_sd), MIN_VOLUME)
+    noise = draws(STREAM_NOISE, cfg.noise_sd)
     return Market(
         seeds=np.asarray(seeds, dtype=np.uint64),
         volume=volume,
@@ -228,8 +241,7 @@ def slice_view(market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
 
 def _flat_index(market: Market, state: State) -> np.ndarray:
     """Index of each episode's current slice into the raveled ``(B, T)`` market arrays."""
-    T = market.volume.shape[1]
-    return np.minimum(state.t, T - 1) + np.arange(0, len(state.t) * T, T)
+    return np.minimum(state.t, market.volume.shape[1] - 1) + market.row_offsets
 
 
 def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> StepResult:
