@@ -273,7 +273,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CompareConfig:
                    help="experiment YAML (default: experiments/configs/quick.yaml)")
     p.add_argument("--name", help="output folder name under results/")
     p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
-    p.add_argument("--agents", nargs="+", choices=sorted(agents.AGENTS), help="agents to train")
+    p.add_argument("--agents", nargs="*", choices=sorted(agents.AGENTS),
+                   help="agents to train (none: a baselines-only comparison)")
     p.add_argument("--baselines", nargs="+", choices=sorted(BASELINES), help="baselines (twap required)")
     p.add_argument("--seeds", type=int, help="training seeds per agent")
     p.add_argument("--timesteps", type=int, help="training budget per run (default: each agent's YAML)")

@@ -71,7 +71,9 @@ class ExecutionEnv(gym.Env):
     hence the optimal policy, is unchanged, with far less noise. ``reward`` changes training only;
     ``sb3_exec.evaluate`` always reports both. Where impact is proportional to the price (the
     ``seed`` preset's temporary impact ``eta * (q/V) * mid``) the two differ in expectation by a
-    second-order term (impact times price move), far below 0.01 bps.
+    second-order term, temporary impact times price move. Measured on ``seed`` over 100,000
+    episodes it is below 1e-6 bps in mean for every baseline and for a price-reactive policy
+    (7e-7 bps, the largest), and below 1e-3 bps on any single episode.
 
     ## Starting State
     The whole order left at the arrival price ``p0``; the episode's exogenous randomness (price

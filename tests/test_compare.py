@@ -103,3 +103,11 @@ def test_shipped_configs_load_and_help_runs():
     proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ}, timeout=120)
     assert proc.returncode == 0 and "--backend" in proc.stdout and "--eval-episodes" in proc.stdout
+
+
+def test_baselines_only_comparison(tmp_path):
+    out = compare(CompareConfig(**{**TINY, "agents": [], "hyperparams": {}, "eval_episodes": 300},
+                                out=str(tmp_path / "b")))
+    summary = pd.read_csv(out / "summary.csv").set_index("policy")
+    assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate"]
+    assert summary.loc["ac", "regret_schedule_objective_bps_bps"] == pytest.approx(0, abs=1e-9)
