@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 
 from sb3_exec import agents
-from sb3_exec.baselines import BASELINES
+from sb3_exec.baselines import BASELINES, baselines_for
 from sb3_exec.config import PRESETS, make_config
 from sb3_exec.evaluation import evaluate
 from sb3_exec.seeding import evaluation_seeds, training_seeds, validation_seeds
@@ -49,7 +49,7 @@ class CompareConfig:
     preset: str = "ac2000"  # env preset (sb3_exec.PRESETS)
     env_overrides: dict[str, Any] = field(default_factory=dict)  # ExecConfig overrides
     agents: list[str] = field(default_factory=lambda: ["dqn", "ddqn", "ppo"])
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    baselines: list[str] | None = None  # None: every baseline the preset supports
     seeds: int = 3  # training seeds per agent
     timesteps: int | None = None  # training budget per run; None: each agent's YAML default
     hyperparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-agent overrides
@@ -64,13 +64,19 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset: unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        make_config(self.preset, **self.env_overrides)  # raises naming the bad override
+        env_cfg = make_config(self.preset, **self.env_overrides)  # raises naming the bad override
+        supported = baselines_for(env_cfg)
+        if self.baselines is None:
+            self.baselines = supported
         for a in self.agents:
             if a not in agents.AGENTS:
                 raise ValueError(f"agents: unknown agent {a!r}; choose from {sorted(agents.AGENTS)}")
         for b in self.baselines:
             if b not in BASELINES:
                 raise ValueError(f"baselines: unknown baseline {b!r}; choose from {sorted(BASELINES)}")
+            if b not in supported:
+                raise ValueError(f"baselines: {b!r} does not support preset {self.preset!r} "
+                                 f"(its impact model); supported: {supported}")
         if "twap" not in self.baselines:
             raise ValueError("baselines: twap is the reference of every paired comparison; keep it")
         unknown = sorted(set(self.hyperparams) - set(self.agents))
@@ -275,7 +281,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CompareConfig:
     p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
     p.add_argument("--agents", nargs="*", choices=sorted(agents.AGENTS),
                    help="agents to train (none: a baselines-only comparison)")
-    p.add_argument("--baselines", nargs="+", choices=sorted(BASELINES), help="baselines (twap required)")
+    p.add_argument("--baselines", nargs="+", choices=sorted(BASELINES),
+                   help="baselines (twap required; default: all the preset supports)")
     p.add_argument("--seeds", type=int, help="training seeds per agent")
     p.add_argument("--timesteps", type=int, help="training budget per run (default: each agent's YAML)")
     p.add_argument("--eval-episodes", type=int, help="seeded evaluation episodes")

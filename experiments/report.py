@@ -94,6 +94,8 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
             "schedule vs TWAP [95% CI]": _fmt_ci(r, "diff_schedule_objective_bps", 3),
             "win rate": f"{r['win_rate_schedule_objective_bps']:.2f}" if pd.notna(r.get("win_rate_schedule_objective_bps")) else "n/a",
         }
+        if "gap_closed_pct" in summary:
+            row["TWAP-to-oracle gap closed % [95% CI]"] = _fmt_ci(r, "gap_closed_pct", 1)
         if "regret_schedule_objective_bps_pct" in summary:
             row["regret %"] = _num(r["regret_schedule_objective_bps_pct"], 3) if pd.notna(r.get("regret_schedule_objective_bps_pct")) else "n/a"
         rows.append(row)

@@ -83,8 +83,9 @@ class ACModel:
 def ac_model(cfg: ExecConfig) -> ACModel:
     """The Almgren-Chriss model of a config (exact for ``temp_impact="rate"``).
 
-    For the notebook's participation-proportional impact ``eta * (q/V) * mid`` the temporary
-    cost is linearised at the arrival price and the mean volume: ``eta_AC = eta * p0 * dt / vol_mu``.
+    For impact in participation (``"participation"``, ``"linear"``) the temporary cost is
+    linearised at the arrival price and the mean volume: ``eta_AC = eta * p0 * dt / vol_mu``
+    (``"sqrt"`` is linearised the same way: a rough stand-in, used only for lambda > 0).
     """
     eta = cfg.eta if cfg.temp_impact == "rate" else cfg.eta * cfg.p0 * cfg.dt / cfg.vol_mu
     return ACModel(
@@ -105,10 +106,54 @@ def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
     impact linear in the trading rate, no microstructure noise, constant volume (so the
     participation cap is known) that the optimal schedule respects.
     """
-    if cfg.temp_impact != "rate" or cfg.noise_sd > 0 or cfg.vol_sd > 0:
+    stochastic_liquidity = (cfg.vol_sd > 0 or cfg.volume_model != "normal" or cfg.volume_u_shape > 0
+                            or cfg.spread_model != "constant")
+    if cfg.temp_impact != "rate" or cfg.noise_sd > 0 or stochastic_liquidity:
         return None
     model = ac_model(cfg)
     x = model.holdings()
     if (-np.diff(x)).max() > cfg.max_participation * cfg.vol_mu * (1 + 1e-12):
         return None
     return model.objective(x) / cfg.notional * 1e4
+
+
+def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray, c: np.ndarray | None = None,
+               iterations: int = 100) -> np.ndarray:
+    """Exact minimiser of ``sum_t a_t q_t + b_t q_t^2 (+ c_t q_t^1.5)`` subject to
+    ``sum_t q_t = total`` and ``0 <= q_t <= cap_t``, per row (a batch of episodes).
+
+    The problem is convex and separable, so the KKT conditions give ``q_t(nu)``: the slice's
+    marginal cost ``a_t + 2 b_t q + 1.5 c_t sqrt(q)`` equals the multiplier ``nu`` unless a bound
+    binds. ``nu`` is found by bisection, then the two bracketing solutions are interpolated so
+    the sum is exact. Rows whose caps cannot hold ``total`` trade every cap (the deadline takes
+    the rest). Arrays are ``(B, n)``, ``total`` is ``(B,)``; needs ``b > 0`` or ``c > 0``.
+    """
+    a, b, cap = (np.asarray(v, dtype=np.float64) for v in (a, b, cap))
+    c = np.zeros_like(a) if c is None else np.asarray(c, dtype=np.float64)
+    total = np.asarray(total, dtype=np.float64)
+    if np.any((b <= 0) & (c <= 0)):
+        raise ValueError("b: every slice needs a positive quadratic (b) or 1.5-power (c) cost")
+
+    def q_of(nu: np.ndarray) -> np.ndarray:
+        gap = np.maximum(nu[:, None] - a, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lin = np.where(b > 0, gap / (2 * b), np.inf)
+            # 2 b u^2 + 1.5 c u - gap = 0 in u = sqrt(q)
+            disc = np.sqrt((1.5 * c) ** 2 + 8 * b * gap)
+            u = np.where(b > 0, (disc - 1.5 * c) / (4 * b), gap / np.where(c > 0, 1.5 * c, 1.0))
+        q = np.where(c > 0, u**2, lin)
+        return np.minimum(q, cap)
+
+    lo = a.min(axis=1) - 1.0
+    hi = (a + 2 * b * cap + 1.5 * c * np.sqrt(cap)).max(axis=1) + 1.0
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        over = q_of(mid).sum(axis=1) > total
+        hi = np.where(over, mid, hi)
+        lo = np.where(over, lo, mid)
+    q_lo, q_hi = q_of(lo), q_of(hi)
+    s_lo, s_hi = q_lo.sum(axis=1), q_hi.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(s_hi > s_lo, (total - s_lo) / (s_hi - s_lo), 0.0)
+    q = q_lo + np.clip(w, 0.0, 1.0)[:, None] * (q_hi - q_lo)
+    return np.where((cap.sum(axis=1) <= total)[:, None], cap, q)

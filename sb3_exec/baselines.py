@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from sb3_exec.analytic import ac_holdings
+from sb3_exec.analytic import ac_holdings, ac_model, water_fill
 from sb3_exec.config import ExecConfig
-from sb3_exec.dynamics import Market, State, action_to_shares, observe, slice_view
+from sb3_exec.dynamics import (
+    Market, State, action_to_shares, observe, slice_view, stationary_var, volume_profile,
+)
 
 
 class Policy:
@@ -57,8 +59,8 @@ class POV(Policy):
 
 
 def expected_volume_profile(cfg: ExecConfig) -> np.ndarray:
-    """Expected market volume of each slice, ``(T,)`` shares (flat in the current presets)."""
-    return np.full(cfg.T, cfg.vol_mu)
+    """Expected market volume of each slice, ``(T,)`` shares."""
+    return cfg.vol_mu * volume_profile(cfg)
 
 
 class VWAP(Policy):
@@ -106,6 +108,154 @@ class Immediate(Policy):
         return state.x.copy()
 
 
+def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread: np.ndarray,
+                               mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, c)`` with the schedule cost of an episode equal to
+    ``sum_t a_t q_t + b_t q_t^2 + c_t q_t^1.5`` plus a constant, for additive impact.
+
+    Permanent impact paid by later slices adds ``kappa * sum_{j<t} q_j q_t = kappa/2 (Q^2 -
+    sum q^2)`` (``+`` with own impact), hence ``b += -/+ kappa/2``.
+    """
+    if cfg.temp_impact == "participation":
+        raise ValueError(
+            "temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', 'sqrt'); "
+            "the notebook's 'participation' impact is proportional to the current price"
+        )
+    a = half_spread + cfg.sign * (cfg.p0 - mid_sched)  # the predictable drift's cost per share
+    own = 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa
+    c = np.zeros_like(a)
+    if cfg.temp_impact == "rate":
+        b = np.full_like(a, cfg.eta / cfg.dt) + own
+    elif cfg.temp_impact == "linear":
+        b = cfg.eta * cfg.p0 / volume + own
+    else:
+        b = np.full_like(a, max(own, 0.0))
+        c = cfg.eta * cfg.p0 / np.sqrt(volume)
+    return a, b, c
+
+
+def _risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int, volume: np.ndarray,
+                   half_spread: np.ndarray) -> np.ndarray:
+    """With a risk term the problem does not separate; where liquidity is constant the
+    Almgren-Chriss closed form over the remaining slices is its exact solution."""
+    if np.ptp(volume) > 0 or np.ptp(half_spread) > 0 or cfg.temp_impact != "rate":
+        raise ValueError(
+            "risk_aversion: the oracle and the MPC solve a risk term only with constant liquidity "
+            "and 'rate' impact (the Almgren-Chriss model)"
+        )
+    rest = ac_model(cfg.replace(T=cfg.T - t, Q0=1.0))  # holdings per share still held
+    trades = -np.diff(rest.holdings())
+    return x[:, None] * trades[None, :]
+
+
+def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+                       volume: np.ndarray, half_spread: np.ndarray, mid_sched_last: np.ndarray,
+                       total: np.ndarray) -> np.ndarray:
+    """Water-fill the slices and, as one more uncapped option, the deadline liquidation of
+    what is left (spread plus ``deadline_penalty`` times the temporary impact at the last slice's
+    volume); returns the plan of the real slices (the env forces the rest at the deadline).
+
+    The deadline option is exact without permanent impact (``kappa = 0``) and approximate
+    otherwise (its permanent-impact pairing is that of one more slice)."""
+    pen = cfg.deadline_penalty
+    a_d = half_spread[:, -1] + cfg.sign * (cfg.p0 - mid_sched_last)
+    b_d, c_d = b[:, -1] * pen, c[:, -1] * pen
+    if cfg.temp_impact in ("rate", "linear"):
+        own = 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa
+        b_d = (b[:, -1] - own) * pen + own
+    plan = water_fill(np.column_stack([a, a_d]), np.column_stack([b, b_d]),
+                      np.column_stack([cfg.max_participation * volume, total]), total,
+                      np.column_stack([c, c_d]))
+    return plan[:, :-1]
+
+
+class Oracle(Policy):
+    """The best schedule for each episode with its whole liquidity path known in advance.
+
+    Knows the volumes, spreads and predictable drift of every slice (not the unpredictable price
+    innovations) and trades the exact minimiser of the episode's schedule objective under the
+    same participation cap every policy obeys (``analytic.water_fill``). So on every episode no
+    policy has a lower schedule objective, and in expectation no causal policy has a lower
+    shortfall. Not causal: a yardstick, not a strategy. Needs additive impact.
+    """
+
+    def reset(self, cfg: ExecConfig, market: Market) -> None:
+        if cfg.risk_aversion > 0:
+            self._plan = _risk_schedule(cfg, np.full(len(market), cfg.Q0), 0, market.volume,
+                                        market.half_spread)
+            return
+        a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
+        self._plan = plan_with_deadline(cfg, a, b, c, market.volume, market.half_spread,
+                                        market.mid_sched[:, -1], np.full(len(market), cfg.Q0))
+
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
+        return self._plan[np.arange(len(state.t)), np.minimum(state.t, cfg.T - 1)]
+
+
+def conditional_liquidity(cfg: ExecConfig, market: Market, t: int) -> dict[str, np.ndarray]:
+    """What the model expects of slices ``t..T-1`` given slice ``t``'s observed volume and
+    spread, ``(B, T - t)`` arrays (slice ``t`` itself is the observed value):
+
+    - ``inv_volume``: ``E[1/V_k]`` (the expected temporary cost of a fixed trade is linear in it),
+    - ``volume_low``: a conservative volume for the cap (one conditional SD below the median),
+    - ``volume``: ``E[V_k]``, and ``half_spread``: ``E[half-spread_k]``.
+    """
+    n, B = cfg.T - t, len(market)
+    k = np.arange(n)[None, :]
+    mean_v = np.broadcast_to(cfg.vol_mu * volume_profile(cfg)[t:][None, :], (B, n))
+    if cfg.volume_model == "log_ar1":
+        s2 = stationary_var(cfg.volume_phi, cfg.volume_innov_sd)
+        z = np.log(market.volume[:, t] / mean_v[:, 0]) + 0.5 * s2  # the AR state now
+        pk = cfg.volume_phi**k
+        cond_mean, cond_var = pk * z[:, None], s2 * (1 - pk**2)
+        volume = mean_v * np.exp(cond_mean + 0.5 * cond_var - 0.5 * s2)
+        inv_volume = np.exp(0.5 * s2 - cond_mean + 0.5 * cond_var) / mean_v
+        volume_low = mean_v * np.exp(cond_mean - 0.5 * s2 - np.sqrt(cond_var))
+    else:
+        volume = mean_v.copy()
+        inv_volume = 1.0 / mean_v
+        volume_low = mean_v.copy()
+    base = cfg.spread_bps * 1e-4 * cfg.p0
+    if cfg.spread_model == "log_ar1":
+        s2 = stationary_var(cfg.spread_phi, cfg.spread_innov_sd)
+        y = np.log(market.half_spread[:, t] / base) + 0.5 * s2
+        pk = cfg.spread_phi**k
+        spread = base * np.exp(pk * y[:, None] - 0.5 * s2 * pk**2)
+    else:
+        spread = np.full((B, n), base)
+    for arr, now in ((volume, market.volume[:, t]), (volume_low, market.volume[:, t]),
+                     (spread, market.half_spread[:, t])):
+        arr[:, 0] = now
+    inv_volume[:, 0] = 1.0 / market.volume[:, t]
+    return {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume, "half_spread": spread}
+
+
+class Adaptive(Policy):
+    """Certainty-equivalent model-predictive control, the strongest classical baseline.
+
+    At every slice it solves the oracle's problem over the remaining slices with the slice's
+    observed volume and spread and the model's conditional expectations for later slices, and
+    trades the first slice of that plan. Causal. On ``ac2000`` it is the Almgren-Chriss schedule.
+    """
+
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
+        active = ~state.done
+        if not active.any():
+            return np.zeros(len(state.t))
+        t = int(state.t[active].min())
+        if not np.all(state.t[active] == t):
+            raise ValueError("Adaptive plans episodes in lockstep (as evaluate runs them)")
+        ex = conditional_liquidity(cfg, market, t)
+        if cfg.risk_aversion > 0:
+            return _risk_schedule(cfg, state.x, t, ex["volume"], ex["half_spread"])[:, 0]
+        # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
+        a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"],
+                                             market.mid_sched[:, t:])
+        plan = plan_with_deadline(cfg, a, b, c, ex["volume_low"], ex["half_spread"],
+                                  market.mid_sched[:, -1], state.x)
+        return plan[:, 0]
+
+
 class ModelPolicy(Policy):
     """A trained SB3 model (anything with ``predict``) acting through the config's action mode.
 
@@ -139,7 +289,26 @@ BASELINES: dict[str, type[Policy]] = {
     "vwap": VWAP,
     "ac": AlmgrenChriss,
     "immediate": Immediate,
+    "adaptive": Adaptive,
+    "oracle": Oracle,
 }
+CLASSICAL = ("twap", "pov", "vwap", "ac", "immediate")
+
+
+def baselines_for(cfg: ExecConfig) -> list[str]:
+    """The baselines a config supports: the classical ones always; ``adaptive`` and ``oracle``
+    where impact is additive (and, with a risk term, liquidity constant)."""
+    names = list(CLASSICAL)
+    try:
+        if cfg.risk_aversion > 0:
+            _risk_schedule(cfg, np.ones(1), 0, np.ones((1, cfg.T)), np.ones((1, cfg.T)))
+            if cfg.volume_model != "normal" or cfg.vol_sd > 0 or cfg.spread_model != "constant":
+                raise ValueError("risk_aversion with stochastic liquidity")
+        else:
+            schedule_cost_coefficients(cfg, np.ones(1), np.ones(1), np.full(1, cfg.p0))
+    except ValueError:
+        return names
+    return names + ["adaptive", "oracle"]
 
 
 def as_policy(obj: Any) -> Policy:

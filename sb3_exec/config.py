@@ -17,7 +17,9 @@ from functools import cached_property
 from typing import Any
 
 SIDES = ("sell", "buy")
-TEMP_IMPACTS = ("participation", "rate")
+TEMP_IMPACTS = ("participation", "rate", "linear", "sqrt")
+VOLUME_MODELS = ("normal", "log_ar1")
+SPREAD_MODELS = ("constant", "log_ar1")
 ACTION_MODES = ("participation", "twap_multiple", "continuous")
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
@@ -48,8 +50,20 @@ class ExecConfig:
     :param side: ``"sell"`` or ``"buy"``; the notebook's ``buy=True`` is accepted too
     :param risk_aversion: Almgren-Chriss lambda (1/$); adds ``lambda * (p0*sigma)^2 * dt * x_t^2``
         per slice, ``x_t`` the shares left after the slice, to the objective
-    :param temp_impact: ``"participation"`` (the notebook: a fraction ``eta * q/V`` of the mid)
-        or ``"rate"`` (Almgren-Chriss: ``eta * q/dt`` dollars per share)
+    :param temp_impact: ``"participation"`` (the notebook: a fraction ``eta * q/V`` of the mid),
+        ``"rate"`` (Almgren-Chriss: ``eta * q/dt`` dollars per share), ``"linear"`` (additive:
+        ``eta * p0 * q/V`` dollars per share) or ``"sqrt"`` (``eta * p0 * sqrt(q/V)``)
+    :param volume_model: ``"normal"`` (the notebook: i.i.d. ``N(vol_mu * profile_t, vol_sd)``)
+        or ``"log_ar1"`` (``vol_mu * profile_t * exp(z_t - s^2/2)``, ``z`` a stationary AR(1)
+        with coefficient ``volume_phi`` and innovation SD ``volume_innov_sd``, so the mean of
+        every slice is ``vol_mu * profile_t``); volumes are floored at 1,000 shares
+    :param volume_phi: persistence of log-volume in ``log_ar1``, in [0, 1)
+    :param volume_innov_sd: innovation SD of log-volume in ``log_ar1``
+    :param volume_u_shape: curvature ``u`` of the expected intraday profile
+        ``profile_t ∝ 1 + u (2 t/(T-1) - 1)^2``, normalised to average 1 (0: flat)
+    :param spread_model: ``"constant"`` (the notebook) or ``"log_ar1"``: the half-spread is
+        ``spread_bps * exp(y_t - s^2/2)`` with ``y`` a stationary AR(1) (``spread_phi``,
+        ``spread_innov_sd``), always positive, mean ``spread_bps``
     :param own_impact: whether a slice's permanent impact moves the price it trades at (the
         notebook: True) or only later slices (Almgren-Chriss: False)
     :param shock_before_trade: whether slice ``t``'s price innovation arrives before its trade
@@ -82,6 +96,13 @@ class ExecConfig:
     side: str = "sell"
     risk_aversion: float = 0.0
     temp_impact: str = "participation"
+    volume_model: str = "normal"
+    volume_phi: float = 0.0
+    volume_innov_sd: float = 0.0
+    volume_u_shape: float = 0.0
+    spread_model: str = "constant"
+    spread_phi: float = 0.0
+    spread_innov_sd: float = 0.0
     own_impact: bool = True
     shock_before_trade: bool = True
     deadline_penalty: float = 5.0
@@ -150,6 +171,35 @@ PRESETS: dict[str, dict[str, Any]] = {
         own_impact=False,
         shock_before_trade=False,
     ),
+    # Liquidity that comes and goes: the DOMAIN.md section 7 prototype (sell 4M shares over 40
+    # five-minute slices, 2M shares per slice on average with a U-shaped profile, log-AR(1) volume
+    # with phi 0.8 and innovation SD 0.5, log-AR(1) half-spread around 3 bps with phi 0.85 and SD
+    # 0.5, temporary impact additive and linear in participation, a 25% cap, no risk term) with
+    # 1.5x its impact (eta 0.015), so that TWAP sits >= 5 bps of schedule objective above the oracle.
+    "liquidity": dict(
+        T=40,
+        Q0=4e6,
+        p0=100.0,
+        sigma=0.02,
+        dt=1 / 78,
+        kappa=0.0,
+        eta=0.015,
+        spread_bps=3.0,
+        vol_mu=2e6,
+        vol_sd=0.0,
+        noise_sd=0.0,
+        max_participation=0.25,
+        temp_impact="linear",
+        own_impact=False,
+        shock_before_trade=False,
+        volume_model="log_ar1",
+        volume_phi=0.8,
+        volume_innov_sd=0.5,
+        volume_u_shape=1.0,
+        spread_model="log_ar1",
+        spread_phi=0.85,
+        spread_innov_sd=0.5,
+    ),
 }
 
 
@@ -216,6 +266,16 @@ def _validate(cfg: ExecConfig) -> None:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {cfg.action_mode!r}")
     if cfg.reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {cfg.reward!r}")
+    if cfg.volume_model not in VOLUME_MODELS:
+        raise ValueError(f"volume_model must be one of {VOLUME_MODELS}, got {cfg.volume_model!r}")
+    if cfg.spread_model not in SPREAD_MODELS:
+        raise ValueError(f"spread_model must be one of {SPREAD_MODELS}, got {cfg.spread_model!r}")
+    for name in ("volume_phi", "spread_phi"):
+        _check_number(name, getattr(cfg, name), low=0)
+        if getattr(cfg, name) >= 1:
+            raise ValueError(f"{name} must be < 1 (a stationary AR(1)), got {getattr(cfg, name)!r}")
+    for name in ("volume_innov_sd", "spread_innov_sd", "volume_u_shape"):
+        _check_number(name, getattr(cfg, name), low=0)
     if cfg.temp_impact not in TEMP_IMPACTS:
         raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")
     for name in ("own_impact", "shock_before_trade"):

@@ -16,7 +16,8 @@ accumulated in $/share):
   ``mid_t`` the exogenous mid, including slice ``t``'s price innovation when
   ``shock_before_trade`` (the notebook) and only earlier ones otherwise (Almgren-Chriss);
 - the execution price is ``px = m - side * (half_spread_t + tmp)`` with temporary impact
-  ``tmp = eta * (q / V_t) * m`` (``temp_impact="participation"``) or ``eta * q / dt`` (``"rate"``);
+  ``tmp = eta * (q / V_t) * m`` (``temp_impact="participation"``), ``eta * q / dt`` (``"rate"``),
+  ``eta * p0 * q / V_t`` (``"linear"``) or ``eta * p0 * sqrt(q / V_t)`` (``"sqrt"``);
 - the slice costs ``side * (p0 - px) * q`` dollars and the risk term adds
   ``risk_aversion * (p0*sigma)^2 * dt * x_after^2``;
 - inventory left after the last slice is force-liquidated at the last slice's mid with
@@ -39,7 +40,7 @@ import numpy as np
 from sb3_exec.config import ExecConfig
 from sb3_exec.rng import normals
 
-STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE = 0, 1, 2
+STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE, STREAM_SPREAD = 0, 1, 2, 3
 MIN_VOLUME = 1e3  # shares; the notebook's floor on a slice's market volume
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
 OBS_DIM = 6
@@ -166,17 +167,48 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
     shocks = draws(STREAM_PRICE, cfg.p0 * cfg.sigma * np.sqrt(cfg.dt))
     through = np.cumsum(shocks, axis=1)  # innovations of slices 0..t
     before = through - shocks  # innovations of slices 0..t-1
-    volume = np.maximum(cfg.vol_mu + draws(STREAM_VOLUME, cfg.vol_sd), MIN_VOLUME)
+    mean_volume = cfg.vol_mu * volume_profile(cfg)
+    if cfg.volume_model == "log_ar1":
+        z = log_ar1(draws(STREAM_VOLUME, 1.0), cfg.volume_phi, cfg.volume_innov_sd)
+        volume = mean_volume * np.exp(z - 0.5 * stationary_var(cfg.volume_phi, cfg.volume_innov_sd))
+    else:
+        volume = mean_volume + draws(STREAM_VOLUME, cfg.vol_sd)
+    volume = np.maximum(volume, MIN_VOLUME)
+    half_spread = np.full((B, T), cfg.spread_bps * 1e-4 * cfg.p0)
+    if cfg.spread_model == "log_ar1":
+        y = log_ar1(draws(STREAM_SPREAD, 1.0), cfg.spread_phi, cfg.spread_innov_sd)
+        half_spread *= np.exp(y - 0.5 * stationary_var(cfg.spread_phi, cfg.spread_innov_sd))
     noise = draws(STREAM_NOISE, cfg.noise_sd)
     return Market(
         seeds=np.asarray(seeds, dtype=np.uint64),
         volume=volume,
-        half_spread=np.full((B, T), cfg.spread_bps * 1e-4 * cfg.p0),
+        half_spread=half_spread,
         mid=cfg.p0 + (through if cfg.shock_before_trade else before),
         mid_known=cfg.p0 + before,
         mid_sched=np.full((B, T), cfg.p0),
         noise=noise,
     )
+
+
+def volume_profile(cfg: ExecConfig) -> np.ndarray:
+    """The expected intraday volume profile, ``(T,)``, averaging 1 (flat when ``u = 0``)."""
+    s = np.linspace(-1.0, 1.0, cfg.T) if cfg.T > 1 else np.zeros(1)
+    shape = 1.0 + cfg.volume_u_shape * s**2
+    return shape / shape.mean()
+
+
+def stationary_var(phi: float, innov_sd: float) -> float:
+    """Stationary variance of an AR(1) with coefficient ``phi`` and innovation SD ``innov_sd``."""
+    return innov_sd**2 / (1.0 - phi**2)
+
+
+def log_ar1(eps: np.ndarray, phi: float, innov_sd: float) -> np.ndarray:
+    """A stationary AR(1) path per row from standard normal draws ``eps`` (``(B, T)``)."""
+    z = np.empty_like(eps)
+    z[:, 0] = np.sqrt(stationary_var(phi, innov_sd)) * eps[:, 0]
+    for t in range(1, eps.shape[1]):
+        z[:, t] = phi * z[:, t - 1] + innov_sd * eps[:, t]
+    return z
 
 
 def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
@@ -195,9 +227,13 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
 
 def temp_impact(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
     """Temporary impact in $/share of trading ``q`` shares in one slice."""
+    if cfg.temp_impact == "participation":
+        return cfg.eta * (q / volume) * mid
     if cfg.temp_impact == "rate":
         return (cfg.eta / cfg.dt) * q
-    return cfg.eta * (q / volume) * mid
+    if cfg.temp_impact == "linear":
+        return (cfg.eta * cfg.p0) * (q / volume)
+    return (cfg.eta * cfg.p0) * (q / volume) ** 0.5
 
 
 def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_next: Any,

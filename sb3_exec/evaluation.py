@@ -80,7 +80,9 @@ class Evaluation:
         ``schedule_objective_bps`` also ``diff_m`` (mean of policy minus reference on the same
         episode, negative = better) with ``diff_m_lo``/``diff_m_hi`` and ``win_rate_m`` (share
         of episodes with a lower value than the reference, ties counted half); where the model
-        has an analytic optimum, ``regret_m_bps`` and ``regret_m_pct`` (mean minus optimum).
+        has an analytic optimum, ``regret_m_bps`` and ``regret_m_pct`` (mean minus optimum);
+        where an ``oracle`` policy was evaluated, ``gap_closed_pct`` (with ``_lo``/``_hi``): the
+        share of the reference-to-oracle gap in mean schedule objective that the policy closes.
         CIs are percentile bootstraps (``scipy.stats.bootstrap``) seeded by ``seed``.
         """
         if reference not in set(self.episodes["policy"]):
@@ -106,6 +108,12 @@ class Evaluation:
                 if self.optimum_bps is not None:
                     row[f"regret_{m}_bps"] = row[m] - self.optimum_bps
                     row[f"regret_{m}_pct"] = 100 * (row[m] - self.optimum_bps) / self.optimum_bps
+            if "oracle" in wide["schedule_objective_bps"] and name not in (reference, "oracle"):
+                row["gap_closed_pct"], row["gap_closed_pct_lo"], row["gap_closed_pct_hi"] = gap_closed(
+                    wide["schedule_objective_bps"][reference].to_numpy(),
+                    wide["schedule_objective_bps"][name].to_numpy(),
+                    wide["schedule_objective_bps"]["oracle"].to_numpy(), confidence, n_resamples, rng,
+                )
             row["completion"] = float(self.episodes.loc[self.episodes["policy"] == name, "completion"].mean())
             rows.append(row)
         return pd.DataFrame(rows).set_index("policy")
@@ -123,6 +131,22 @@ def mean_ci(
         method="percentile", rng=rng, batch=max(1, 2_000_000 // len(values)),
     )
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def gap_closed(reference: np.ndarray, policy: np.ndarray, oracle: np.ndarray, confidence: float,
+               n_resamples: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Share (%) of the reference-to-oracle gap a policy closes, with a paired bootstrap CI
+    (episodes resampled jointly for the three policies)."""
+    def stat(r: np.ndarray, p: np.ndarray, o: np.ndarray, axis: int = -1) -> np.ndarray:
+        return 100 * (r.mean(axis) - p.mean(axis)) / (r.mean(axis) - o.mean(axis))
+
+    value = float(stat(reference, policy, oracle))
+    if not np.isfinite(value) or len(reference) < 2:
+        return value, value, value
+    res = stats.bootstrap((reference, policy, oracle), stat, paired=True, vectorized=True,
+                          confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", rng=rng, batch=max(1, 1_000_000 // len(reference)))
+    return value, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def evaluate(

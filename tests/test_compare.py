@@ -33,7 +33,8 @@ def test_cli_end_to_end(tmp_path):
               "paired_differences.png", "inventory_paths.png", "efficient_frontier.png"):
         assert (out / f).stat().st_size > 0, f
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
-    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "ppo", "ddqn"}
+    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle",
+                                  "ppo", "ddqn"}
     for col in ("shortfall_bps", "objective_bps_lo", "objective_bps_sd", "diff_objective_bps_hi",
                 "win_rate_objective_bps", "regret_schedule_objective_bps_pct",
                 "iqm_schedule_objective_bps", "iqm_schedule_objective_bps_lo",
@@ -41,7 +42,7 @@ def test_cli_end_to_end(tmp_path):
         assert col in summary, col
     assert summary.loc["ppo", "runs"] == 2 and summary.loc["ppo", "failed_runs"] == 0
     episodes = pd.read_csv(out / "episodes.csv")
-    assert len(episodes) == 5 * 50 + 2 * 2 * 50
+    assert len(episodes) == 7 * 50 + 2 * 2 * 50
     assert episodes.groupby("policy").seed.nunique().eq(50).all()  # the same 50 episodes
     meta = json.loads((out / "metadata.json").read_text())
     for key in ("config", "seeds", "versions", "git_commit", "wall_seconds", "resolved_env"):
@@ -97,6 +98,21 @@ def test_bad_config(field, value):
         CompareConfig(**{**TINY, field: value})
 
 
+def test_baselines_follow_the_preset():
+    assert "oracle" not in CompareConfig(**{**TINY, "preset": "seed"}).baselines
+    assert "oracle" in CompareConfig(**{**TINY, "preset": "liquidity"}).baselines
+    with pytest.raises(ValueError, match="baselines"):
+        CompareConfig(**{**TINY, "preset": "seed", "baselines": ["twap", "oracle"]})
+
+
+def test_liquidity_report_has_the_gap_closed(tmp_path):
+    out = compare(CompareConfig(**{**TINY, "preset": "liquidity", "agents": [], "hyperparams": {},
+                                   "eval_episodes": 200}, out=str(tmp_path / "l")))
+    summary = pd.read_csv(out / "summary.csv").set_index("policy")
+    assert 0 < summary.loc["adaptive", "gap_closed_pct"] < 100
+    assert "gap closed" in (out / "report.md").read_text()
+
+
 def test_shipped_configs_load_and_help_runs():
     for path in (ROOT / "experiments" / "configs").glob("*.yaml"):
         CompareConfig.from_yaml(path)
@@ -109,5 +125,5 @@ def test_baselines_only_comparison(tmp_path):
     out = compare(CompareConfig(**{**TINY, "agents": [], "hyperparams": {}, "eval_episodes": 300},
                                 out=str(tmp_path / "b")))
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
-    assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate"]
+    assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle"]
     assert summary.loc["ac", "regret_schedule_objective_bps_bps"] == pytest.approx(0, abs=1e-9)

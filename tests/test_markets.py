@@ -1,0 +1,124 @@
+"""Markets where decisions matter: liquidity dynamics, the oracle, the adaptive MPC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from conftest import Anticipating, RandomPolicy
+from sb3_exec import evaluate
+from sb3_exec.analytic import ac_model, water_fill
+from sb3_exec.baselines import BASELINES, Adaptive, Oracle
+from sb3_exec.config import make_config
+from sb3_exec.dynamics import draw_market, volume_profile
+from sb3_exec.rng import as_seeds
+
+
+def _market(preset="liquidity", n=20_000, **kw):
+    cfg = make_config(preset, **kw)
+    return cfg, draw_market(cfg, as_seeds(np.arange(n)))
+
+
+def test_volume_profile_averages_to_the_documented_volume():
+    cfg, m = _market()
+    prof = volume_profile(cfg)
+    assert prof.mean() == pytest.approx(1.0) and prof[0] > 1.2 * prof[len(prof) // 2]  # U-shape
+    per_slice = m.volume.mean(axis=0)
+    se = m.volume.std(axis=0) / np.sqrt(len(m.volume))
+    assert np.all(np.abs(per_slice - cfg.vol_mu * prof) < 4 * se)
+    assert abs(m.volume.mean() - cfg.vol_mu) < 0.01 * cfg.vol_mu
+
+
+def test_log_ar1_persistence_matches_its_parameter():
+    cfg, m = _market()
+    z = np.log(m.volume / (cfg.vol_mu * volume_profile(cfg)))
+    r = np.corrcoef(z[:, 10], z[:, 11])[0, 1]
+    assert abs(r - cfg.volume_phi) < 0.02
+    y = np.log(m.half_spread)
+    assert abs(np.corrcoef(y[:, 10], y[:, 11])[0, 1] - cfg.spread_phi) < 0.02
+
+
+def test_spreads_positive_with_the_documented_mean():
+    cfg, m = _market()
+    assert (m.half_spread > 0).all()
+    assert m.half_spread.mean() == pytest.approx(cfg.spread_bps * 1e-4 * cfg.p0, rel=0.02)
+
+
+def test_sqrt_impact_cost():
+    ev = evaluate({"imm": "immediate"}, dict(preset="liquidity", temp_impact="sqrt", sigma=0.0,
+                                             volume_innov_sd=0.0, spread_innov_sd=0.0,
+                                             max_participation=1.0), seeds=[0], trajectories=True)
+    s = ev.steps.iloc[0]
+    cfg = ev.config
+    hs = cfg.spread_bps * 1e-4 * cfg.p0
+    expected = (hs + cfg.eta * cfg.p0 * np.sqrt(s.part)) * s.q_exec
+    assert s.cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_water_fill_kkt_and_against_a_generic_solver():
+    rng = np.random.default_rng(0)
+    B, n = 50, 8
+    a, b = rng.uniform(0, 1, (B, n)), rng.uniform(0.1, 1, (B, n))
+    c = np.where(rng.uniform(size=(B, n)) < 0.5, rng.uniform(0, 1, (B, n)), 0.0)
+    cap, total = rng.uniform(0.2, 1.5, (B, n)), rng.uniform(0.5, 4, B)
+    q = water_fill(a, b, cap, total, c)
+    feasible = cap.sum(1) > total
+    np.testing.assert_allclose(q.sum(1)[feasible], total[feasible], rtol=1e-10)
+    assert (q >= -1e-12).all() and (q <= cap + 1e-12).all()
+    marginal = a + 2 * b * q + 1.5 * c * np.sqrt(q)
+    for i in np.flatnonzero(feasible):
+        inner = (q[i] > 1e-9) & (q[i] < cap[i] - 1e-9)
+        nu = marginal[i][inner].mean()
+        np.testing.assert_allclose(marginal[i][inner], nu, rtol=1e-6, atol=1e-9)
+        assert (marginal[i][q[i] <= 1e-9] >= nu - 1e-7).all()
+        assert (marginal[i][q[i] >= cap[i] - 1e-9] <= nu + 1e-7).all()
+    for i in np.flatnonzero(feasible)[:5]:  # a generic solver finds nothing better
+        f = lambda x, i=i: float(np.sum(a[i] * x + b[i] * x**2 + c[i] * np.abs(x) ** 1.5))
+        res = optimize.minimize(f, np.full(n, total[i] / n), bounds=list(zip(np.zeros(n), cap[i])),
+                                constraints={"type": "eq", "fun": lambda x, i=i: x.sum() - total[i]},
+                                method="SLSQP")
+        assert f(q[i]) <= res.fun + 1e-9
+
+
+@pytest.mark.parametrize("side", ["sell", "buy"])
+def test_the_oracle_is_never_beaten(side):
+    policies = {name: cls() for name, cls in BASELINES.items()}
+    policies.update(random=RandomPolicy(3), random2=RandomPolicy(4), cheat=Anticipating())
+    ev = evaluate(policies, dict(preset="liquidity", side=side), seeds=range(1500))
+    wide = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
+    for name in wide:
+        assert (wide.oracle <= wide[name] + 1e-9).all(), name
+    assert (wide.twap - wide.oracle).mean() > 5.0  # decisions matter on this preset
+
+
+def test_oracle_and_adaptive_are_almgren_chriss_on_ac2000():
+    cfg = make_config("ac2000")
+    ev = evaluate({"ac": "ac", "oracle": Oracle(), "adaptive": Adaptive()}, cfg, seeds=range(200),
+                  trajectories=True)
+    wide = ev.steps.pivot_table(index=["seed", "slice"], columns="policy", values="q_exec")
+    np.testing.assert_allclose(wide.oracle, wide.ac, rtol=1e-9)
+    np.testing.assert_allclose(wide.adaptive, wide.ac, rtol=1e-9)
+    np.testing.assert_allclose(ev.episodes.schedule_objective_bps,
+                               ac_model(cfg).objective(ac_model(cfg).holdings()) / cfg.notional * 1e4,
+                               rtol=1e-9)
+
+
+def test_adaptive_is_the_oracle_when_liquidity_is_known():
+    kw = dict(preset="liquidity", volume_innov_sd=0.0, spread_innov_sd=0.0)
+    ev = evaluate({"oracle": Oracle(), "adaptive": Adaptive()}, kw, seeds=range(20))
+    wide = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
+    np.testing.assert_allclose(wide.adaptive, wide.oracle, rtol=1e-9)
+
+
+def test_adaptive_closes_part_of_the_gap_and_summary_reports_it():
+    ev = evaluate({"twap": "twap", "vwap": "vwap", "adaptive": Adaptive(), "oracle": Oracle()},
+                  dict(preset="liquidity"), seeds=range(2000))
+    s = ev.summary(n_resamples=300)
+    assert 25 < s.loc["adaptive", "gap_closed_pct"] < 90
+    assert s.loc["adaptive", "gap_closed_pct_lo"] < s.loc["adaptive", "gap_closed_pct"] < s.loc["adaptive", "gap_closed_pct_hi"]
+
+
+def test_oracle_needs_additive_impact():
+    with pytest.raises(ValueError, match="temp_impact"):
+        evaluate({"oracle": Oracle()}, dict(preset="seed"), seeds=[0])
