@@ -31,29 +31,27 @@ def _best(fn: Callable[[], float], repeats: int) -> float:
     return min(fn() for _ in range(repeats))
 
 
-def notebook_steps_per_s(n: int, repeats: int) -> float:
-    """The notebook's env, one Python object, one step at a time."""
+def _one_at_a_time(env: Any, n: int, repeats: int) -> float:
+    """Steps per second of an env stepped one step at a time with action 0 (resets included)."""
     def run() -> float:
-        env = NotebookExecEnv(seed=0)
         start = time.perf_counter()
         for _ in range(n):
             if env.step(0)[2]:
                 env.reset()
         return time.perf_counter() - start
     return n / _best(run, repeats)
+
+
+def notebook_steps_per_s(n: int, repeats: int) -> float:
+    """The notebook's env, one Python object, one step at a time."""
+    return _one_at_a_time(NotebookExecEnv(seed=0), n, repeats)
 
 
 def single_env_steps_per_s(n: int, repeats: int) -> float:
     """``ExecutionEnv`` (unwrapped), one step at a time."""
-    def run() -> float:
-        env = ExecutionEnv(PRESET, action_mode="participation")
-        env.reset(seed=0)
-        start = time.perf_counter()
-        for _ in range(n):
-            if env.step(0)[2]:
-                env.reset()
-        return time.perf_counter() - start
-    return n / _best(run, repeats)
+    env = ExecutionEnv(PRESET, action_mode="participation")
+    env.reset(seed=0)
+    return _one_at_a_time(env, n, repeats)
 
 
 def vec_env_steps_per_s(batch: int, n: int, repeats: int) -> float:

@@ -34,7 +34,8 @@ class ExecutionEnv(gym.Env):
     A sell (or buy) program of ``Q0`` shares must be completed within ``T`` slices. Each slice
     the agent chooses how much to trade; the model (``sb3_exec.dynamics``) charges the half-spread,
     temporary impact and permanent impact and moves the price by a random innovation. Presets:
-    ``seed`` (the original notebook's model) and ``ac2000`` (the exact Almgren-Chriss model).
+    ``seed`` (the original notebook's model), ``ac2000`` (the exact Almgren-Chriss model) and
+    ``liquidity`` (stochastic U-shaped volume and spreads).
 
     ## Action Space (``action_mode``)
     | mode | space | meaning |
