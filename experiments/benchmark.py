@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from experiments.notebook_reference import NotebookExecEnv
 from sb3_exec import ExecutionEnv, evaluate
-from sb3_exec.baselines import BASELINES
+from sb3_exec.baselines import CLASSICAL
 from sb3_exec.vec_env import ExecutionVecEnv
 
 PRESET = "seed"
@@ -74,7 +74,7 @@ def evaluator_seconds(episodes: int, repeats: int) -> float:
     """Seconds for ``evaluate`` of every baseline over ``episodes`` seeded episodes."""
     def run() -> float:
         start = time.perf_counter()
-        evaluate({b: b for b in BASELINES}, {"preset": PRESET}, seeds=range(episodes))
+        evaluate({b: b for b in CLASSICAL}, {"preset": PRESET}, seeds=range(episodes))
         return time.perf_counter() - start
     return _best(run, repeats)
 
@@ -123,8 +123,8 @@ def run_all(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
                                   for b in (1, 64, 1024, 4096)}
     episodes = 1_000 if quick else 10_000
     secs = evaluator_seconds(episodes, repeats)
-    res["evaluator"] = {"policies": len(BASELINES), "episodes": episodes, "seconds": secs,
-                        "episodes_per_s": len(BASELINES) * episodes / secs}
+    res["evaluator"] = {"policies": len(CLASSICAL), "episodes": episodes, "seconds": secs,
+                        "episodes_per_s": len(CLASSICAL) * episodes / secs}
     budget = {"ppo": 2_000 if quick else 50_000, "dqn": 500 if quick else 10_000}
     res["training_env_share"] = {a: env_share_of_training(a, t) for a, t in budget.items()}
     return res

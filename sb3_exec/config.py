@@ -20,9 +20,11 @@ SIDES = ("sell", "buy")
 TEMP_IMPACTS = ("participation", "rate", "linear", "sqrt")
 VOLUME_MODELS = ("normal", "log_ar1")
 SPREAD_MODELS = ("constant", "log_ar1")
-ACTION_MODES = ("participation", "twap_multiple", "continuous")
+ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid")
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+# 0 and 20 fractions of the remaining inventory spaced geometrically from 1% to 100%
+DEFAULT_FRACTION_GRID = (0.0,) + tuple(10.0 ** (-2.0 + 2.0 * k / 19) for k in range(19)) + (1.0,)
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,16 @@ class ExecConfig:
         inventory left after the last slice (the notebook: 5)
     :param twap_multiples: the action grid of ``action_mode="twap_multiple"``: multiples of the
         remaining-TWAP slice ``x / slices_left``; must contain 0 and 1
+    :param fraction_grid: the action grid of ``action_mode="fraction_grid"``: fractions of the
+        remaining inventory in [0, 1]; must contain 0 and 1 (default: 0 and 20 geometric steps
+        from 1% to 100%)
     :param action_mode: how an agent's action maps to shares: ``"participation"`` (the notebook's
         grid of ``action_levels`` participation rates), ``"twap_multiple"`` (a multiple from
-        ``twap_multiples`` of the remaining-TWAP slice) or ``"continuous"`` (a Box in [-1, 1]
-        mapped linearly to a multiple in [0, max(twap_multiples)])
+        ``twap_multiples`` of the remaining-TWAP slice), ``"continuous"`` (a Box in [-1, 1]
+        mapped linearly to a multiple in [0, max(twap_multiples)]), ``"fraction"`` (a Box in
+        [-1, 1] mapped linearly to a fraction in [0, 1] of the remaining inventory) or
+        ``"fraction_grid"`` (a fraction from ``fraction_grid``); the fraction modes can express
+        the front-loaded schedules that risk aversion calls for
     :param reward: ``"shortfall"`` (minus the realized slice cost plus risk term, in bps) or
         ``"schedule"`` (minus the slice's schedule cost plus risk term): changes training only
     """
@@ -107,6 +115,7 @@ class ExecConfig:
     shock_before_trade: bool = True
     deadline_penalty: float = 5.0
     twap_multiples: tuple[float, ...] = field(default=DEFAULT_TWAP_MULTIPLES)
+    fraction_grid: tuple[float, ...] = field(default=DEFAULT_FRACTION_GRID)
     action_mode: str = "twap_multiple"
     reward: str = "shortfall"
     buy: dataclasses.InitVar[bool | None] = None
@@ -117,6 +126,7 @@ class ExecConfig:
                 raise ValueError(f"buy must be True or False, got {buy!r}")
             object.__setattr__(self, "side", "buy" if buy else "sell")
         object.__setattr__(self, "twap_multiples", tuple(float(m) for m in self.twap_multiples))
+        object.__setattr__(self, "fraction_grid", tuple(float(f) for f in self.fraction_grid))
         _validate(self)
         object.__setattr__(self, "T", int(self.T))
         object.__setattr__(self, "action_levels", int(self.action_levels))
@@ -158,6 +168,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         Q0=1e6,
         p0=50.0,
         sigma=0.30 / math.sqrt(250.0),
+        dt=1.0,
+        kappa=2.5e-7,
+        eta=2.5e-6,
+        spread_bps=12.5,
+        vol_mu=5e6,
+        vol_sd=0.0,
+        noise_sd=0.0,
+        max_participation=1.0,
+        risk_aversion=1e-6,
+        temp_impact="rate",
+        own_impact=False,
+        shock_before_trade=False,
+    ),
+    # The Almgren-Chriss model over 60 daily slices at 12%/yr with the paper's other parameters
+    # (the Udacity deep-RL finance environment, also in FinRL-Meta): AC E=$477,713, SD=$476,456;
+    # TWAP E=$227,083, SD=$1,675,828. The optimum sells a near-constant 22% of what remains.
+    "ac60": dict(
+        T=60,
+        Q0=1e6,
+        p0=50.0,
+        sigma=0.12 / math.sqrt(250.0),
         dt=1.0,
         kappa=2.5e-7,
         eta=2.5e-6,
@@ -288,3 +319,8 @@ def _validate(cfg: ExecConfig) -> None:
         raise ValueError(
             f"twap_multiples must be strictly increasing, contain 0 and 1, got {grid!r}"
         )
+    fr = cfg.fraction_grid
+    for f in fr:
+        _check_number("fraction_grid", f, low=0, high=1)
+    if len(fr) < 2 or list(fr) != sorted(set(fr)) or fr[0] != 0.0 or fr[-1] != 1.0:
+        raise ValueError(f"fraction_grid must be strictly increasing from 0 to 1, got {fr!r}")

@@ -347,26 +347,34 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
 
 
 def shares_for(cfg: ExecConfig, ops: Any, action: Any, t: Any, x: Any, volume: Any) -> Any:
-    """Shares an agent's action asks for (ints, or floats in [-1, 1] for ``continuous``).
+    """Shares an agent's action asks for (ints for the grids, floats in [-1, 1] for the boxes).
 
-    In ``twap_multiple`` and ``continuous`` modes the last slice trades everything left, so the
-    deadline is met at the normal impact; in ``participation`` mode (the notebook's) whatever the
-    grid leaves is force-liquidated at the deadline.
+    Except in ``participation`` mode the last slice trades everything left, so the deadline is
+    met at the normal impact; in ``participation`` mode (the notebook's) whatever the grid leaves
+    is force-liquidated at the deadline.
     """
-    if cfg.action_mode == "participation":
+    mode = cfg.action_mode
+    if mode == "participation":
         return action * (cfg.max_participation / (cfg.action_levels - 1)) * volume
-    if cfg.action_mode == "twap_multiple":
+    slices_left = ops.maximum(cfg.T - t, 1)
+    if mode in ("fraction", "fraction_grid"):
+        if mode == "fraction_grid":
+            frac = ops.lookup(cfg.fraction_grid, action)
+        else:
+            frac = (ops.minimum(ops.maximum(action, -1.0), 1.0) + 1.0) * 0.5
+        return ops.where(slices_left == 1, x, frac * x)
+    if mode == "twap_multiple":
         mult = ops.lookup(cfg.twap_multiples, action)
     else:
         mult = (ops.minimum(ops.maximum(action, -1.0), 1.0) + 1.0) * (0.5 * cfg.twap_multiples[-1])
-    slices_left = ops.maximum(cfg.T - t, 1)
     return ops.where(slices_left == 1, x, mult * x / slices_left)
 
 
 def action_to_shares(cfg: ExecConfig, market: Market, state: State, actions: np.ndarray) -> np.ndarray:
     """``shares_for`` on a batch: ``(B,)`` ints or ``(B, 1)`` floats."""
     idx = _flat_index(market, state)
-    a = np.asarray(actions, dtype=np.float64 if cfg.action_mode != "twap_multiple" else np.int64)
+    discrete = cfg.action_mode in ("twap_multiple", "fraction_grid")
+    a = np.asarray(actions, dtype=np.int64 if discrete else np.float64)
     return shares_for(cfg, ARRAY, a.reshape(-1), state.t, state.x, market.volume.take(idx))
 
 

@@ -19,6 +19,8 @@ def action_space_for(cfg: ExecConfig) -> spaces.Space:
         return spaces.Discrete(cfg.action_levels)
     if cfg.action_mode == "twap_multiple":
         return spaces.Discrete(len(cfg.twap_multiples))
+    if cfg.action_mode == "fraction_grid":
+        return spaces.Discrete(len(cfg.fraction_grid))
     return spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
 
 
@@ -43,6 +45,8 @@ class ExecutionEnv(gym.Env):
     | ``participation`` | ``Discrete(action_levels)`` | ``a/(L-1) * max_participation`` of the slice's volume (the notebook's grid); what is left at the deadline is force-liquidated |
     | ``twap_multiple`` (default) | ``Discrete(len(twap_multiples))`` | ``twap_multiples[a] * x / slices_left``; the last slice trades everything left |
     | ``continuous`` | ``Box(-1, 1, (1,))`` | multiple ``(a+1)/2 * max(twap_multiples)`` of ``x / slices_left``; the last slice trades everything left |
+    | ``fraction`` | ``Box(-1, 1, (1,))`` | fraction ``(a+1)/2`` of the inventory left ``x``; the last slice trades everything left |
+    | ``fraction_grid`` | ``Discrete(len(fraction_grid))`` | fraction ``fraction_grid[a]`` of ``x`` (0 and geometric steps from 1% to 100%); the last slice trades everything left |
 
     Every mode is capped by ``max_participation`` of the slice's market volume.
 

@@ -71,9 +71,9 @@ def test_every_agent_trains_briefly_and_evaluates(name):
 
 
 def test_agents_work_on_every_action_mode():
-    for mode in ("participation", "twap_multiple", "continuous"):
+    for mode in ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid"):
         env = ExecutionEnv("ac2000", action_mode=mode)
-        name = "ppo_cont" if mode == "continuous" else "ppo"
+        name = "ppo_cont" if mode in ("continuous", "fraction") else "ppo"
         model = agents.make(name, env, seed=0, n_steps=32, batch_size=32)
         model.learn(64)
         ev = evaluate({"m": model}, {"preset": "ac2000", "action_mode": mode}, seeds=range(5))

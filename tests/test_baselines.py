@@ -20,10 +20,11 @@ def test_seed_preset_exact_twap_and_immediate_costs():
     assert imm == pytest.approx(15_025, abs=1.0)
 
 
+@pytest.mark.parametrize("preset", ["ac2000", "ac60"])
 @pytest.mark.parametrize("name,policy", [("ac", AlmgrenChriss()), ("twap", TWAP())])
-def test_monte_carlo_matches_closed_form_on_ac2000(name, policy):
+def test_monte_carlo_matches_closed_form(preset, name, policy):
     """10,000 seeded episodes: mean and variance of the shortfall within 3 standard errors."""
-    cfg = make_config("ac2000")
+    cfg = make_config(preset)
     model = ac_model(cfg)
     x = model.holdings() if name == "ac" else np.linspace(cfg.Q0, 0, cfg.T + 1)
     e, var = model.expected_cost(x), model.variance(x)
@@ -82,3 +83,16 @@ def test_models_act_through_the_action_mode():
     np.testing.assert_allclose(wide.model, wide.twap, rtol=1e-12)
     with pytest.raises(ValueError, match="action_mode"):
         evaluate({"m": ModelPolicy(model)}, cfg.replace(action_mode="participation"), seeds=[0])
+
+
+def test_ac60_closed_form_numbers():
+    """DOMAIN.md: on ac60 AC has E=$477,713, SD=$476,456; TWAP E=$227,083, SD=$1,675,828."""
+    cfg = make_config("ac60")
+    model = ac_model(cfg)
+    x = model.holdings()
+    assert model.expected_cost(x) == pytest.approx(477_713, abs=1)
+    assert np.sqrt(model.variance(x)) == pytest.approx(476_456, abs=1)
+    twap = np.linspace(cfg.Q0, 0, cfg.T + 1)
+    assert model.expected_cost(twap) == pytest.approx(227_083, abs=1)
+    assert np.sqrt(model.variance(twap)) == pytest.approx(1_675_828, abs=1)
+    assert -np.diff(x)[0] / (cfg.Q0 / cfg.T) == pytest.approx(13, abs=0.5)  # 13x the TWAP slice

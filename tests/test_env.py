@@ -13,7 +13,7 @@ from sb3_exec import ExecutionEnv, evaluate
 from sb3_exec.dynamics import OBS_NAMES
 
 PRESETS = ["seed", "ac2000"]
-MODES = ["participation", "twap_multiple", "continuous"]
+MODES = ["participation", "twap_multiple", "continuous", "fraction", "fraction_grid"]
 STEP_KEYS = {"q_exec", "px_exec", "mid", "part", "q_rem"}
 LAST_KEYS = {"shortfall", "shortfall_bps", "objective_bps", "completion", "schedule_cost",
              "schedule_cost_bps", "schedule_objective_bps", "risk_bps", "mean_participation"}
@@ -130,7 +130,8 @@ def test_twap_is_expressible_on_the_default_action_grid():
 
 
 @pytest.mark.parametrize("mode,bad", [
-    ("twap_multiple", 12), ("twap_multiple", -1), ("participation", 7),
+    ("twap_multiple", 12), ("twap_multiple", -1), ("participation", 7), ("fraction_grid", 21),
+    ("fraction", np.array([-1.01], dtype=np.float32)),
     ("continuous", np.array([1.5], dtype=np.float32)), ("continuous", np.array([np.nan], dtype=np.float32)),
 ])
 def test_action_outside_the_space_is_rejected(mode, bad):
@@ -174,3 +175,18 @@ def test_observation_features():
     assert obs[0] == pytest.approx(39 / 40) and obs[1] == pytest.approx(0.975)
     assert obs[5] == pytest.approx(info["part"], rel=1e-6)
     assert env.observation_space.contains(obs)
+
+
+def test_fraction_modes_trade_a_share_of_what_is_left():
+    env = ExecutionEnv("ac2000", action_mode="fraction")
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([0.0], dtype=np.float32))  # half of what is left
+    assert info["q_exec"] == pytest.approx(5e5, rel=1e-12)
+    _, _, _, _, info = env.step(np.array([-1.0], dtype=np.float32))  # nothing
+    assert info["q_exec"] == 0.0
+    env = ExecutionEnv("ac2000", action_mode="fraction_grid")
+    env.reset(seed=0)
+    grid = env.cfg.fraction_grid
+    assert grid[0] == 0.0 and grid[1] == pytest.approx(0.01) and grid[-1] == 1.0
+    _, _, _, _, info = env.step(len(grid) - 1)
+    assert info["q_exec"] == 1e6  # everything at once

@@ -11,7 +11,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 from sb3_exec import ExecutionEnv
 from sb3_exec.vec_env import ExecutionVecEnv
 
-MODES = ["participation", "twap_multiple", "continuous"]
+MODES = ["participation", "twap_multiple", "continuous", "fraction", "fraction_grid"]
 
 
 def _actions(space, rng, n):

@@ -46,6 +46,7 @@ AGENTS: dict[str, AgentSpec] = {
     "ppo": AgentSpec(PPO, "twap_multiple", "SB3 PPO on the TWAP-multiple grid"),
     "ppo_cont": AgentSpec(PPO, "continuous", "SB3 PPO with a continuous TWAP multiple"),
     "a2c": AgentSpec(A2C, "twap_multiple", "SB3 A2C on the TWAP-multiple grid"),
+    "ppo_frac": AgentSpec(PPO, "fraction", "SB3 PPO trading a continuous fraction of what is left"),
 }
 
 
