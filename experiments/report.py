@@ -171,12 +171,24 @@ def figures(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, baseline_e
         fig, ax = plt.subplots(figsize=(7, 4))
         sns.lineplot(curves, x="timesteps", y="schedule_objective_bps", hue="agent", errorbar=("pi", 100),
                      marker="o", ax=ax)
-        ax.axhline(summary.loc["twap", "schedule_objective_bps"], color="grey", ls="--", label="TWAP")
+        twap = summary.loc["twap", "schedule_objective_bps"]
+        lows = [curves.schedule_objective_bps.min()]
         if baseline_eval.optimum_bps is not None:
             ax.axhline(baseline_eval.optimum_bps, color="black", ls=":", label="analytic optimum")
+            lows.append(baseline_eval.optimum_bps)
+        elif "oracle" in summary.index:
+            ax.axhline(summary.loc["oracle", "schedule_objective_bps"], color="black", ls="-.", label="oracle")
+            lows.append(summary.loc["oracle", "schedule_objective_bps"])
+        if "adaptive" in summary.index and baseline_eval.optimum_bps is None:
+            ax.axhline(summary.loc["adaptive", "schedule_objective_bps"], color="grey", ls=":", label="adaptive (MPC)")
+        high = curves.schedule_objective_bps.max()
+        pad = 0.1 * (high - min(lows)) + 1e-3
+        if twap <= high + pad:
+            ax.axhline(twap, color="grey", ls="--", label="TWAP")
+        ax.set_ylim(min(lows) - pad, high + pad)
         ax.set_ylabel("validation schedule objective (bps)")
-        ax.legend()
-        ax.set_title("Learning curves (band: range over training seeds)")
+        ax.legend(fontsize=8)
+        ax.set_title(f"Learning curves (band: range over training seeds; TWAP at {twap:.2f} bps)")
         made.append(_save(fig, out / "learning_curves.png", "Validation score during training"))
 
     # distributions of the realized shortfall
