@@ -118,7 +118,7 @@ def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
 
 
 def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray, c: np.ndarray | None = None,
-               iterations: int = 100) -> np.ndarray:
+               iterations: int = 64) -> np.ndarray:
     """Exact minimiser of ``sum_t a_t q_t + b_t q_t^2 (+ c_t q_t^1.5)`` subject to
     ``sum_t q_t = total`` and ``0 <= q_t <= cap_t``, per row (a batch of episodes).
 
