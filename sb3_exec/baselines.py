@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_exec.analytic import ac_holdings, ac_model, water_fill
+from sb3_exec.analytic import ac_holdings, ac_model, analytic_optimum_bps, water_fill
 from sb3_exec.config import ExecConfig
 from sb3_exec.dynamics import (
     Market, State, action_to_shares, observe, slice_view, stationary_var, volume_profile,
@@ -108,6 +108,25 @@ class Immediate(Policy):
         return state.x.copy()
 
 
+def oracle_unsupported(cfg: ExecConfig) -> str | None:
+    """Why the oracle and the MPC cannot solve a config exactly (a message naming the field),
+    or None where they can: impact additive in dollars, and with a risk term the exact
+    Almgren-Chriss model (constant liquidity, caps that the closed form respects)."""
+    if cfg.temp_impact == "participation":
+        return ("temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
+                "'sqrt'); the notebook's 'participation' impact is proportional to the current price")
+    if cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None:
+        return ("risk_aversion: with a risk term the oracle and the MPC are solved only in the exact "
+                "Almgren-Chriss model (rate impact, constant liquidity, caps not binding)")
+    return None
+
+
+def _require_support(cfg: ExecConfig) -> None:
+    reason = oracle_unsupported(cfg)
+    if reason is not None:
+        raise ValueError(reason)
+
+
 def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread: np.ndarray,
                                mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(a, b, c)`` with the schedule cost of an episode equal to
@@ -116,11 +135,7 @@ def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread:
     Permanent impact paid by later slices adds ``kappa * sum_{j<t} q_j q_t = kappa/2 (Q^2 -
     sum q^2)`` (``+`` with own impact), hence ``b += -/+ kappa/2``.
     """
-    if cfg.temp_impact == "participation":
-        raise ValueError(
-            "temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', 'sqrt'); "
-            "the notebook's 'participation' impact is proportional to the current price"
-        )
+    _require_support(cfg)
     a = half_spread + cfg.sign * (cfg.p0 - mid_sched)  # the predictable drift's cost per share
     own = 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa
     c = np.zeros_like(a)
@@ -134,15 +149,10 @@ def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread:
     return a, b, c
 
 
-def _risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int, volume: np.ndarray,
-                   half_spread: np.ndarray) -> np.ndarray:
-    """With a risk term the problem does not separate; where liquidity is constant the
-    Almgren-Chriss closed form over the remaining slices is its exact solution."""
-    if np.ptp(volume) > 0 or np.ptp(half_spread) > 0 or cfg.temp_impact != "rate":
-        raise ValueError(
-            "risk_aversion: the oracle and the MPC solve a risk term only with constant liquidity "
-            "and 'rate' impact (the Almgren-Chriss model)"
-        )
+def _risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int) -> np.ndarray:
+    """With a risk term the problem does not separate; in the exact Almgren-Chriss model the
+    closed form over the remaining slices is its solution (``x`` shares left at slice ``t``)."""
+    _require_support(cfg)
     rest = ac_model(cfg.replace(T=cfg.T - t, Q0=1.0))  # holdings per share still held
     trades = -np.diff(rest.holdings())
     return x[:, None] * trades[None, :]
@@ -181,8 +191,7 @@ class Oracle(Policy):
 
     def reset(self, cfg: ExecConfig, market: Market) -> None:
         if cfg.risk_aversion > 0:
-            self._plan = _risk_schedule(cfg, np.full(len(market), cfg.Q0), 0, market.volume,
-                                        market.half_spread)
+            self._plan = _risk_schedule(cfg, np.full(len(market), cfg.Q0), 0)
             return
         a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
         self._plan = plan_with_deadline(cfg, a, b, c, market.volume, market.half_spread,
@@ -245,9 +254,9 @@ class Adaptive(Policy):
         t = int(state.t[active].min())
         if not np.all(state.t[active] == t):
             raise ValueError("Adaptive plans episodes in lockstep (as evaluate runs them)")
-        ex = conditional_liquidity(cfg, market, t)
         if cfg.risk_aversion > 0:
-            return _risk_schedule(cfg, state.x, t, ex["volume"], ex["half_spread"])[:, 0]
+            return _risk_schedule(cfg, state.x, t)[:, 0]
+        ex = conditional_liquidity(cfg, market, t)
         # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
         a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"],
                                              market.mid_sched[:, t:])
@@ -299,16 +308,7 @@ def baselines_for(cfg: ExecConfig) -> list[str]:
     """The baselines a config supports: the classical ones always; ``adaptive`` and ``oracle``
     where impact is additive (and, with a risk term, liquidity constant)."""
     names = list(CLASSICAL)
-    try:
-        if cfg.risk_aversion > 0:
-            _risk_schedule(cfg, np.ones(1), 0, np.ones((1, cfg.T)), np.ones((1, cfg.T)))
-            if cfg.volume_model != "normal" or cfg.vol_sd > 0 or cfg.spread_model != "constant":
-                raise ValueError("risk_aversion with stochastic liquidity")
-        else:
-            schedule_cost_coefficients(cfg, np.ones(1), np.ones(1), np.full(1, cfg.p0))
-    except ValueError:
-        return names
-    return names + ["adaptive", "oracle"]
+    return names if oracle_unsupported(cfg) else names + ["adaptive", "oracle"]
 
 
 def as_policy(obj: Any) -> Policy:
