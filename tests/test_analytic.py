@@ -65,3 +65,28 @@ def test_config_mapping_and_optimum():
     assert analytic_optimum_bps(make_config("seed")) is None  # impact proportional to price
     # a cap that the optimal schedule would break: no closed form
     assert analytic_optimum_bps(make_config("ac2000", max_participation=0.05)) is None
+
+
+def test_grid_floors():
+    """DOMAIN.md section 6: 0.703% for 12 TWAP multiples 0..4, 0.153% for 21, 0.020% for 41."""
+    from sb3_exec.analytic import grid_floor_pct
+
+    cfg = make_config("ac2000")
+    assert grid_floor_pct(cfg) == pytest.approx(0.703, abs=5e-4)
+    grid21 = tuple(round(0.2 * i, 1) for i in range(21))
+    assert grid_floor_pct(cfg.replace(twap_multiples=grid21)) == pytest.approx(0.153, abs=5e-4)
+    grid41 = tuple(round(0.1 * i, 1) for i in range(41))
+    assert grid_floor_pct(cfg.replace(twap_multiples=grid41)) == pytest.approx(0.020, abs=5e-4)
+    assert grid_floor_pct(cfg, "fraction") == 0.0
+    assert grid_floor_pct(cfg, "continuous") < 1e-3  # the AC schedule is within multiples 0..4
+    # the dynamic programme agrees with brute force
+    for mode in ("twap_multiple", "fraction_grid"):
+        assert grid_floor_pct(cfg, mode, brute_force_limit=1) == pytest.approx(
+            grid_floor_pct(cfg, mode), abs=1e-5)
+    # ac60: TWAP multiples capped at 4 cannot express the front-loaded optimum
+    ac60 = make_config("ac60")
+    assert grid_floor_pct(ac60) > 50 and grid_floor_pct(ac60, "fraction_grid") < 0.5
+    with pytest.raises(ValueError, match="preset"):
+        grid_floor_pct(make_config("seed"))
+    with pytest.raises(ValueError, match="action_mode"):
+        grid_floor_pct(cfg, "participation")
