@@ -108,7 +108,8 @@ def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
     """
     stochastic_liquidity = (cfg.vol_sd > 0 or cfg.volume_model != "normal" or cfg.volume_u_shape > 0
                             or cfg.spread_model != "constant")
-    if cfg.temp_impact != "rate" or cfg.noise_sd > 0 or stochastic_liquidity:
+    penalties = cfg.aggressiveness_penalty > 0 or cfg.participation_change_penalty > 0
+    if cfg.temp_impact != "rate" or cfg.noise_sd > 0 or stochastic_liquidity or penalties:
         return None
     model = ac_model(cfg)
     x = model.holdings()

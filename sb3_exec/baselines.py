@@ -115,6 +115,9 @@ def oracle_unsupported(cfg: ExecConfig) -> str | None:
     if cfg.temp_impact == "participation":
         return ("temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
                 "'sqrt'); the notebook's 'participation' impact is proportional to the current price")
+    if cfg.aggressiveness_penalty or cfg.participation_change_penalty:
+        return ("aggressiveness_penalty: the oracle and the MPC do not model the participation "
+                "penalties yet")
     if cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None:
         return ("risk_aversion: with a risk term the oracle and the MPC are solved only in the exact "
                 "Almgren-Chriss model (rate impact, constant liquidity, caps not binding)")

@@ -74,6 +74,11 @@ class ExecConfig:
         inventory left after the last slice (the notebook: 5)
     :param twap_multiples: the action grid of ``action_mode="twap_multiple"``: multiples of the
         remaining-TWAP slice ``x / slices_left``; must contain 0 and 1
+    :param aggressiveness_penalty: reward penalty in bps per unit of squared participation,
+        ``w * (q_t/V_t)^2`` each slice (0: off)
+    :param participation_change_penalty: reward penalty in bps per unit of squared change in
+        participation between consecutive slices, ``w * (q_t/V_t - q_{t-1}/V_{t-1})^2`` (0: off);
+        both penalties count in ``objective_bps`` and are reported as ``penalty_bps``
     :param fraction_grid: the action grid of ``action_mode="fraction_grid"``: fractions of the
         remaining inventory in [0, 1]; must contain 0 and 1 (default: 0 and 20 geometric steps
         from 1% to 100%)
@@ -111,6 +116,8 @@ class ExecConfig:
     spread_model: str = "constant"
     spread_phi: float = 0.0
     spread_innov_sd: float = 0.0
+    aggressiveness_penalty: float = 0.0
+    participation_change_penalty: float = 0.0
     own_impact: bool = True
     shock_before_trade: bool = True
     deadline_penalty: float = 5.0
@@ -305,7 +312,8 @@ def _validate(cfg: ExecConfig) -> None:
         _check_number(name, getattr(cfg, name), low=0)
         if getattr(cfg, name) >= 1:
             raise ValueError(f"{name} must be < 1 (a stationary AR(1)), got {getattr(cfg, name)!r}")
-    for name in ("volume_innov_sd", "spread_innov_sd", "volume_u_shape"):
+    for name in ("volume_innov_sd", "spread_innov_sd", "volume_u_shape", "aggressiveness_penalty",
+                 "participation_change_penalty"):
         _check_number(name, getattr(cfg, name), low=0)
     if cfg.temp_impact not in TEMP_IMPACTS:
         raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")

@@ -93,6 +93,7 @@ class State:
     cost: np.ndarray  # realized shortfall so far ($)
     sched_cost: np.ndarray  # schedule cost so far ($)
     risk: np.ndarray  # risk term so far ($)
+    penalty: np.ndarray  # participation penalties so far ($)
     forced: np.ndarray  # shares force-liquidated at the deadline
     last_part: np.ndarray  # participation q/V of the last slice traded
     part_sum: np.ndarray  # sum of the participations of the slices traded
@@ -149,6 +150,7 @@ class StepResult(NamedTuple):
     cost: Any  # realized cost of the slice, deadline liquidation included ($)
     sched_cost: Any  # schedule cost of the slice ($)
     risk: Any  # risk term of the slice ($)
+    penalty: Any  # participation penalties of the slice ($)
     x: Any  # shares left after the slice
     perm: Any  # adverse permanent impact after the slice ($/share)
     left: Any  # shares force-liquidated at the deadline in this slice
@@ -216,11 +218,11 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     the whole order left, nothing traded."""
     if n is None:
         return State(t=0, x=float(cfg.Q0), perm=0.0, cost=0.0, sched_cost=0.0, risk=0.0,
-                     forced=0.0, last_part=0.0, part_sum=0.0, done=False)  # type: ignore[arg-type]
+                     penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0, done=False)  # type: ignore[arg-type]
     z = np.zeros(n)
     return State(
         t=np.zeros(n, dtype=np.int64), x=np.full(n, cfg.Q0), perm=z.copy(), cost=z.copy(),
-        sched_cost=z.copy(), risk=z.copy(), forced=z.copy(), last_part=z.copy(),
+        sched_cost=z.copy(), risk=z.copy(), penalty=z.copy(), forced=z.copy(), last_part=z.copy(),
         part_sum=z.copy(), done=np.zeros(n, dtype=bool),
     )
 
@@ -237,12 +239,13 @@ def temp_impact(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
 
 
 def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_next: Any,
-                volume: Any, half_spread: Any, mid_exo: Any, noise: Any, mid_sched: Any) -> StepResult:
+                volume: Any, half_spread: Any, mid_exo: Any, noise: Any, mid_sched: Any,
+                last_part: Any) -> StepResult:
     """One slice of the model (see the module doc): the single source of the dynamics.
 
     Arguments are floats for one episode (``ops=SCALAR``) or arrays for many (``ops=ARRAY``):
     the shares asked for, the shares held ``x``, the adverse permanent impact ``perm``, the slice
-    count after this one ``t_next``, and the slice's market values.
+    count after this one ``t_next``, the slice's market values and the previous participation.
     """
     side, p0 = cfg.sign, cfg.p0
     q = ops.minimum(ops.maximum(shares, 0.0), ops.minimum(x, cfg.max_participation * volume))
@@ -266,8 +269,14 @@ def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_nex
         sched = sched + (side * (p0 - mid_s) + half_spread + pen * temp_impact(cfg, left, volume, mid_s)) * left
         x_after = x_after - left
     risk = (cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt) * x_after * x_after
+    penalty = part * 0.0
+    if cfg.aggressiveness_penalty or cfg.participation_change_penalty:
+        change = (part - last_part) * (t_next > 1)  # no previous slice before the first
+        penalty = (cfg.aggressiveness_penalty * part * part
+                   + cfg.participation_change_penalty * change * change) * (cfg.notional / 1e4)
     return StepResult(q=q, px=px, mid=mid, part=part, cost=cost, sched_cost=sched, risk=risk,
-                      x=x_after, perm=perm_after, left=left, terminated=(x_after <= 0) | over)
+                      penalty=penalty, x=x_after, perm=perm_after, left=left,
+                      terminated=(x_after <= 0) | over)
 
 
 def slice_view(market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
@@ -289,13 +298,14 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> S
     res = trade_slice(
         cfg, ARRAY, shares, state.x, state.perm, state.t + 1 if all_active else state.t + ~done,
         market.volume.take(idx), market.half_spread.take(idx), market.mid.take(idx),
-        market.noise.take(idx), market.mid_sched.take(idx),
+        market.noise.take(idx), market.mid_sched.take(idx), state.last_part,
     )
     if all_active:
         state.t = state.t + 1
         state.last_part = res.part
     else:
         res.terminated[done] = False
+        res.penalty[done] = 0.0
         res.px[done] = 0.0
         res.mid[done] = 0.0
         state.t = state.t + ~done
@@ -305,6 +315,7 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> S
     state.cost += res.cost
     state.sched_cost += res.sched_cost
     state.risk += res.risk
+    state.penalty += res.penalty
     state.forced += res.left
     state.part_sum += res.part
     state.done = done | res.terminated
@@ -382,7 +393,7 @@ def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:
     """Each episode's reward for the slice: minus its cost (realized or schedule, by
     ``cfg.reward``) plus risk term, in basis points of arrival notional."""
     cost = res.sched_cost if cfg.reward == "schedule" else res.cost
-    return -(cost + res.risk) * (1e4 / cfg.notional)
+    return -(cost + res.risk + res.penalty) * (1e4 / cfg.notional)
 
 
 STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule_cost_step")
@@ -400,10 +411,11 @@ def episode_metrics(cfg: ExecConfig, state: State, ops: Any = ARRAY) -> dict[str
         "shortfall": state.cost * 1.0,
         "shortfall_bps": state.cost * bps,
         "risk_bps": state.risk * bps,
-        "objective_bps": (state.cost + state.risk) * bps,
+        "penalty_bps": state.penalty * bps,
+        "objective_bps": (state.cost + state.risk + state.penalty) * bps,
         "schedule_cost": state.sched_cost * 1.0,
         "schedule_cost_bps": state.sched_cost * bps,
-        "schedule_objective_bps": (state.sched_cost + state.risk) * bps,
+        "schedule_objective_bps": (state.sched_cost + state.risk + state.penalty) * bps,
         "completion": 1.0 - state.forced / cfg.Q0,
         "mean_participation": state.part_sum / ops.maximum(ops.minimum(state.t, cfg.T), 1),
         "slices": state.t * 1,

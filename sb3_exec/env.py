@@ -65,8 +65,9 @@ class ExecutionEnv(gym.Env):
     ## Rewards
     ``reward="shortfall"`` (default): minus the slice's implementation shortfall
     ``side * (p0 - px) * q`` (the deadline liquidation included on the last step) plus the risk
-    term ``risk_aversion * (p0 sigma)^2 dt x_after^2``, in bps of ``Q0 * p0``. An episode's
-    rewards sum to ``-objective_bps``.
+    term ``risk_aversion * (p0 sigma)^2 dt x_after^2`` and the optional participation penalties
+    (``aggressiveness_penalty``, ``participation_change_penalty``), in bps of ``Q0 * p0``. An
+    episode's rewards sum to ``-objective_bps``.
 
     ``reward="schedule"``: minus the slice's *schedule cost* plus the risk term, in bps; the sum is
     ``-schedule_objective_bps``. The schedule cost prices the same trades with the unpredictable
@@ -94,7 +95,8 @@ class ExecutionEnv(gym.Env):
     ## Info
     Every step: ``q_exec`` (shares), ``px_exec`` ($/share), ``mid`` ($/share), ``part``
     (``q/V``), ``q_rem`` (shares left), ``cost`` ($, this slice), ``schedule_cost_step`` ($).
-    Last step also: ``shortfall`` ($), ``shortfall_bps``, ``risk_bps``, ``objective_bps``,
+    Last step also: ``shortfall`` ($), ``shortfall_bps``, ``risk_bps``, ``penalty_bps`` (the
+    participation penalties, when their weights are set), ``objective_bps``,
     ``schedule_cost`` ($), ``schedule_cost_bps``, ``schedule_objective_bps``, ``completion``
     (share of the order filled before the deadline liquidation), ``mean_participation``.
     ``reset`` returns ``{"seed": episode_seed}``.
@@ -156,11 +158,12 @@ class ExecutionEnv(gym.Env):
         volume, half_spread, mid, noise, mid_sched, _ = self._path
         shares = dynamics.shares_for(cfg, dynamics.SCALAR, a, t, s.x, volume[t])
         res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
-                                   half_spread[t], mid[t], noise[t], mid_sched[t])
+                                   half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part)
         s.t, s.x, s.perm, s.last_part, s.done = t + 1, res.x, res.perm, res.part, res.terminated
         s.cost += res.cost
         s.sched_cost += res.sched_cost
         s.risk += res.risk
+        s.penalty += res.penalty
         s.forced += res.left
         s.part_sum += res.part
         info: dict[str, Any] = dict(zip(dynamics.STEP_INFO_KEYS, map(float, dynamics.step_info_values(res))))

@@ -122,3 +122,28 @@ def test_adaptive_closes_part_of_the_gap_and_summary_reports_it():
 def test_oracle_needs_additive_impact():
     with pytest.raises(ValueError, match="temp_impact"):
         evaluate({"oracle": Oracle()}, dict(preset="seed"), seeds=[0])
+
+
+def test_participation_penalties_are_reward_terms_reported_apart():
+    from sb3_exec import ExecutionEnv
+
+    kw = dict(preset="liquidity", aggressiveness_penalty=4.0, participation_change_penalty=30.0)
+    env = ExecutionEnv(**kw)
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    parts, rewards = [], []
+    while True:
+        _, r, term, _, info = env.step(int(rng.integers(0, 12)))
+        parts.append(info["part"])
+        rewards.append(r)
+        if term:
+            break
+    p = np.array(parts)
+    expected = 4.0 * (p**2).sum() + 30.0 * (np.diff(p) ** 2).sum()
+    assert info["penalty_bps"] == pytest.approx(expected, rel=1e-9) and expected > 0
+    assert sum(rewards) == pytest.approx(-info["objective_bps"], rel=1e-9)
+    assert info["objective_bps"] == pytest.approx(info["shortfall_bps"] + info["penalty_bps"], rel=1e-9)
+    ev = evaluate({"twap": "twap"}, kw, seeds=range(10))
+    assert (ev.episodes.penalty_bps > 0).all()
+    with pytest.raises(ValueError, match="penalty"):
+        evaluate({"oracle": Oracle()}, kw, seeds=[0])
