@@ -239,7 +239,13 @@ def conditional_liquidity(cfg: ExecConfig, market: Market, t: int) -> dict[str, 
                      (spread, market.half_spread[:, t])):
         arr[:, 0] = now
     inv_volume[:, 0] = 1.0 / market.volume[:, t]
-    return {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume, "half_spread": spread}
+    # the predictable mid: what is known now plus the signal's expected future drift
+    step = cfg.signal_strength * cfg.p0 * cfg.sigma * np.sqrt(cfg.dt) * cfg.signal_phi ** np.arange(n + 1)
+    later = np.concatenate([[0.0], np.cumsum(step)])  # drifts of the next 0, 1, ... slices
+    added = later[1:n + 1] - later[1] if cfg.shock_before_trade else later[:n]
+    mid_sched = market.mid_sched[:, t][:, None] + added[None, :] * market.signal[:, t][:, None]
+    return {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume,
+            "half_spread": spread, "mid_sched": mid_sched}
 
 
 class Adaptive(Policy):
@@ -262,9 +268,9 @@ class Adaptive(Policy):
         ex = conditional_liquidity(cfg, market, t)
         # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
         a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"],
-                                             market.mid_sched[:, t:])
+                                             ex["mid_sched"])
         plan = plan_with_deadline(cfg, a, b, c, ex["volume_low"], ex["half_spread"],
-                                  market.mid_sched[:, -1], state.x)
+                                  ex["mid_sched"][:, -1], state.x)
         return plan[:, 0]
 
 

@@ -74,6 +74,11 @@ class ExecConfig:
         inventory left after the last slice (the notebook: 5)
     :param twap_multiples: the action grid of ``action_mode="twap_multiple"``: multiples of the
         remaining-TWAP slice ``x / slices_left``; must contain 0 and 1
+    :param signal_strength: an observed order-flow signal ``s_t`` (stationary AR(1), unit
+        variance) shifts slice ``t``'s price innovation by ``signal_strength * s_t`` slice
+        volatilities (``p0 * sigma * sqrt(dt)``): positive flow pushes the price up. 0: off. When
+        on, the observation gains three tape/LOB features (signal, depth imbalance, last volume)
+    :param signal_phi: persistence of the order-flow signal, in [0, 1)
     :param aggressiveness_penalty: reward penalty in bps per unit of squared participation,
         ``w * (q_t/V_t)^2`` each slice (0: off)
     :param participation_change_penalty: reward penalty in bps per unit of squared change in
@@ -118,6 +123,8 @@ class ExecConfig:
     spread_innov_sd: float = 0.0
     aggressiveness_penalty: float = 0.0
     participation_change_penalty: float = 0.0
+    signal_strength: float = 0.0
+    signal_phi: float = 0.0
     own_impact: bool = True
     shock_before_trade: bool = True
     deadline_penalty: float = 5.0
@@ -152,6 +159,11 @@ class ExecConfig:
     def sigma_dollars(self) -> float:
         """Dollar volatility of the mid per sqrt(day)."""
         return self.p0 * self.sigma
+
+    @cached_property
+    def lob_features(self) -> bool:
+        """Whether the observation carries the tape/LOB features (the signal is on)."""
+        return self.signal_strength > 0
 
     @cached_property
     def price_scale(self) -> float:
@@ -308,12 +320,12 @@ def _validate(cfg: ExecConfig) -> None:
         raise ValueError(f"volume_model must be one of {VOLUME_MODELS}, got {cfg.volume_model!r}")
     if cfg.spread_model not in SPREAD_MODELS:
         raise ValueError(f"spread_model must be one of {SPREAD_MODELS}, got {cfg.spread_model!r}")
-    for name in ("volume_phi", "spread_phi"):
+    for name in ("volume_phi", "spread_phi", "signal_phi"):
         _check_number(name, getattr(cfg, name), low=0)
         if getattr(cfg, name) >= 1:
             raise ValueError(f"{name} must be < 1 (a stationary AR(1)), got {getattr(cfg, name)!r}")
     for name in ("volume_innov_sd", "spread_innov_sd", "volume_u_shape", "aggressiveness_penalty",
-                 "participation_change_penalty"):
+                 "participation_change_penalty", "signal_strength"):
         _check_number(name, getattr(cfg, name), low=0)
     if cfg.temp_impact not in TEMP_IMPACTS:
         raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")

@@ -40,13 +40,23 @@ import numpy as np
 from sb3_exec.config import ExecConfig
 from sb3_exec.rng import normals
 
-STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE, STREAM_SPREAD = 0, 1, 2, 3
+STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE, STREAM_SPREAD, STREAM_SIGNAL, STREAM_DEPTH = range(6)
 MIN_VOLUME = 1e3  # shares; the notebook's floor on a slice's market volume
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
-OBS_DIM = 6
 OBS_NAMES = ("time_left", "inventory_left", "volume", "spread", "price_move", "last_participation")
 OBS_LOW = np.array([0, 0, 0, 0, -1000, 0], dtype=np.float32)
 OBS_HIGH = np.array([1, 1, 100, 100, 1000, 1], dtype=np.float32)
+# with the order-flow signal on (``cfg.lob_features``): signal, depth imbalance, last volume
+LOB_NAMES = ("signal", "depth_imbalance", "last_volume")
+LOB_LOW = np.array([-10, -1, 0], dtype=np.float32)
+LOB_HIGH = np.array([10, 1, 100], dtype=np.float32)
+
+
+def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of a config's observation."""
+    if cfg.lob_features:
+        return np.concatenate([OBS_LOW, LOB_LOW]), np.concatenate([OBS_HIGH, LOB_HIGH])
+    return OBS_LOW, OBS_HIGH
 
 
 @dataclass
@@ -63,6 +73,8 @@ class Market:
     mid_known: np.ndarray  # exogenous mid known when slice t is decided ($/share)
     mid_sched: np.ndarray  # predictable part of `mid`: what the schedule cost prices at ($/share)
     noise: np.ndarray  # microstructure noise on slice t's execution mid ($/share)
+    signal: np.ndarray  # order-flow signal observed at slice t (0 when off)
+    imbalance: np.ndarray  # depth imbalance at slice t, in [-1, 1] (0 when off)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -166,9 +178,19 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
         # nothing in the others)
         return scale * normals(seeds, stream, T) if scale > 0 else np.zeros((B, T))
 
-    shocks = draws(STREAM_PRICE, cfg.p0 * cfg.sigma * np.sqrt(cfg.dt))
+    slice_vol = cfg.p0 * cfg.sigma * np.sqrt(cfg.dt)
+    shocks = draws(STREAM_PRICE, slice_vol)
+    signal = np.zeros((B, T))
+    imbalance = np.zeros((B, T))
+    if cfg.signal_strength > 0:
+        signal = log_ar1(draws(STREAM_SIGNAL, 1.0), cfg.signal_phi, np.sqrt(1 - cfg.signal_phi**2))
+        imbalance = np.tanh(0.5 * signal + 0.5 * draws(STREAM_DEPTH, 1.0))  # a noisy proxy
+    drift = (cfg.signal_strength * slice_vol) * signal  # the predictable part of each move
+    shocks = shocks + drift
     through = np.cumsum(shocks, axis=1)  # innovations of slices 0..t
     before = through - shocks  # innovations of slices 0..t-1
+    drift_through = np.cumsum(drift, axis=1)
+    drift_before = drift_through - drift
     mean_volume = cfg.vol_mu * volume_profile(cfg)
     if cfg.volume_model == "log_ar1":
         z = log_ar1(draws(STREAM_VOLUME, 1.0), cfg.volume_phi, cfg.volume_innov_sd)
@@ -187,8 +209,10 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
         half_spread=half_spread,
         mid=cfg.p0 + (through if cfg.shock_before_trade else before),
         mid_known=cfg.p0 + before,
-        mid_sched=np.full((B, T), cfg.p0),
+        mid_sched=cfg.p0 + (drift_through if cfg.shock_before_trade else drift_before),
         noise=noise,
+        signal=signal,
+        imbalance=imbalance,
     )
 
 
@@ -323,17 +347,26 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> S
 
 
 def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread: Any,
-             mid_known: Any, perm: Any, last_part: Any) -> tuple[Any, ...]:
-    """The six observation features (``OBS_NAMES``) in float64, clipped to the space's bounds."""
+             mid_known: Any, perm: Any, last_part: Any, lob: tuple[Any, Any, Any] = ()) -> tuple[Any, ...]:
+    """The observation features (``OBS_NAMES``, then ``LOB_NAMES`` when ``lob`` = (signal,
+    imbalance, last volume) is given) in float64, clipped to the space's bounds."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
     move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
-    return (
+    base = (
         (cfg.T - t) * (1.0 / cfg.T),
         x * (1.0 / cfg.Q0),
         ops.minimum(volume * (1.0 / cfg.vol_mu), float(OBS_HIGH[2])),
         ops.minimum(half_spread * (1.0 / ref_spread), float(OBS_HIGH[3])),
         ops.minimum(ops.maximum(move, float(OBS_LOW[4])), float(OBS_HIGH[4])),
         last_part,
+    )
+    if not lob:
+        return base
+    signal, imbalance, last_volume = lob
+    return base + (
+        ops.minimum(ops.maximum(signal, float(LOB_LOW[0])), float(LOB_HIGH[0])),
+        imbalance,
+        ops.minimum(last_volume * (1.0 / cfg.vol_mu), float(LOB_HIGH[2])),
     )
 
 
@@ -349,9 +382,13 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     volume, half_spread = market.volume.take(idx), market.half_spread.take(idx)
     if not live.all():
         volume, half_spread = volume * live, half_spread * live
+    lob: tuple[Any, ...] = ()
+    if cfg.lob_features:
+        last = np.maximum(idx - 1, market.row_offsets)  # slice t-1 (slice 0 at the start)
+        lob = (market.signal.take(idx), market.imbalance.take(idx), market.volume.take(last))
     cols = features(cfg, ARRAY, state.t, state.x, volume, half_spread, market.mid_known.take(idx),
-                    state.perm, state.last_part)
-    obs = np.empty((len(idx), OBS_DIM), dtype=np.float32)
+                    state.perm, state.last_part, lob)
+    obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         obs[:, j] = col
     return obs

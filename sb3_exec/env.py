@@ -26,7 +26,8 @@ def action_space_for(cfg: ExecConfig) -> spaces.Space:
 
 def observation_space_for(cfg: ExecConfig) -> spaces.Box:
     """The observation space (see ``dynamics.OBS_NAMES``)."""
-    return spaces.Box(dynamics.OBS_LOW, dynamics.OBS_HIGH, dtype=np.float32)
+    low, high = dynamics.obs_bounds(cfg)
+    return spaces.Box(low, high, dtype=np.float32)
 
 
 class ExecutionEnv(gym.Env):
@@ -58,6 +59,11 @@ class ExecutionEnv(gym.Env):
     | 2 | this slice's market volume ``V_t / vol_mu`` | [0, 100], 0 after the deadline |
     | 3 | this slice's half-spread over the config's ``spread_bps`` | [0, 100], 0 after the deadline |
     | 4 | price move since arrival in the order's favour (up for a sell), over the horizon's volatility ``p0 * sigma * sqrt(T dt)`` (at least 1 bp of ``p0``); only innovations of finished slices | [-1000, 1000] |
+
+    With the order-flow signal on (``signal_strength > 0``) three tape/LOB features follow:
+    | 6 | the order-flow signal ``s_t`` (it shifts this slice's price move by ``signal_strength * s_t`` slice volatilities) | [-10, 10] |
+    | 7 | depth imbalance ``tanh(0.5 s_t + 0.5 u_t)``, a noisy proxy of the signal | [-1, 1] |
+    | 8 | the last slice's volume over ``vol_mu`` | [0, 100] |
 
     Features are clipped to these bounds (reached only by extreme configs).
     | 5 | last slice's participation ``q / V`` | [0, 1] |
@@ -134,17 +140,19 @@ class ExecutionEnv(gym.Env):
         m = self._market
         # one episode runs on Python floats: the same kernel as the batch, without numpy overhead
         self._path = tuple(a[0].tolist() for a in (m.volume, m.half_spread, m.mid, m.noise,
-                                                   m.mid_sched, m.mid_known))
+                                                   m.mid_sched, m.mid_known, m.signal, m.imbalance))
         self._state = dynamics.initial_state(self.cfg)
         return self._observation(), {"seed": int(keys[0])}
 
     def _observation(self) -> np.ndarray:
         s, cfg = self._state, self.cfg
-        volume, half_spread, _, _, _, mid_known = self._path
+        volume, half_spread, _, _, _, mid_known, signal, imbalance = self._path
         t = min(s.t, cfg.T - 1)
         live = s.t < cfg.T
+        lob = (signal[t], imbalance[t], volume[max(t - 1, 0)]) if cfg.lob_features else ()
         feats = dynamics.features(cfg, dynamics.SCALAR, s.t, s.x, volume[t] if live else 0.0,
-                                  half_spread[t] if live else 0.0, mid_known[t], s.perm, s.last_part)
+                                  half_spread[t] if live else 0.0, mid_known[t], s.perm, s.last_part,
+                                  lob)
         return np.array(feats, dtype=np.float32)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -155,7 +163,7 @@ class ExecutionEnv(gym.Env):
         if s.done:
             raise RuntimeError("the episode has ended; call reset()")
         cfg, a, t = self.cfg, self._check_action(action), s.t
-        volume, half_spread, mid, noise, mid_sched, _ = self._path
+        volume, half_spread, mid, noise, mid_sched, *_ = self._path
         shares = dynamics.shares_for(cfg, dynamics.SCALAR, a, t, s.x, volume[t])
         res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
                                    half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part)

@@ -9,7 +9,7 @@ from scipy import optimize
 from conftest import Anticipating, RandomPolicy
 from sb3_exec import evaluate
 from sb3_exec.analytic import ac_model, water_fill
-from sb3_exec.baselines import BASELINES, Adaptive, Oracle
+from sb3_exec.baselines import BASELINES, Adaptive, Oracle, Policy
 from sb3_exec.config import make_config
 from sb3_exec.dynamics import draw_market, volume_profile
 from sb3_exec.rng import as_seeds
@@ -147,3 +147,58 @@ def test_participation_penalties_are_reward_terms_reported_apart():
     assert (ev.episodes.penalty_bps > 0).all()
     with pytest.raises(ValueError, match="penalty"):
         evaluate({"oracle": Oracle()}, kw, seeds=[0])
+
+
+SIGNAL = dict(preset="liquidity", signal_strength=0.1, signal_phi=0.7)
+
+
+class SignalReactive(Policy):
+    """Causal: sells faster when the observed order flow is negative (prices about to fall)."""
+
+    def act(self, cfg, market, state):
+        t = np.minimum(state.t, cfg.T - 1)
+        s = market.signal[np.arange(len(t)), t]
+        return np.where(s < 0, 2.0, 0.5) * state.x / np.maximum(cfg.T - state.t, 1)
+
+
+def test_signal_predicts_the_move_with_its_documented_strength():
+    cfg, m = _market(**{k: v for k, v in SIGNAL.items() if k != "preset"})
+    slice_vol = cfg.p0 * cfg.sigma * np.sqrt(cfg.dt)
+    # mid_known[t+1] - mid_known[t] is slice t's price move (the shock follows the trade here)
+    moves = m.mid_known[:, 1:] - m.mid_known[:, :-1]
+    slope = np.polyfit(m.signal[:, :-1].ravel(), moves.ravel() / slice_vol, 1)[0]
+    assert slope == pytest.approx(cfg.signal_strength, abs=0.01)
+    assert np.corrcoef(m.signal[:, 5], m.signal[:, 6])[0, 1] == pytest.approx(cfg.signal_phi, abs=0.02)
+    assert np.corrcoef(m.signal.ravel(), m.imbalance.ravel())[0, 1] > 0.3
+    # the schedule cost keeps the predictable drift: its mid moves by exactly the drift
+    drift = np.diff(m.mid_sched, axis=1)
+    np.testing.assert_allclose(drift, cfg.signal_strength * slice_vol * m.signal[:, :-1], atol=1e-9)
+
+
+def test_signal_schedule_cost_unbiased_and_oracle_still_a_bound():
+    policies = {"twap": "twap", "reactive": SignalReactive(), "adaptive": Adaptive(),
+                "oracle": Oracle(), "cheat": Anticipating()}
+    ev = evaluate(policies, SIGNAL, seeds=range(4000))
+    for name, g in ev.episodes.groupby("policy"):
+        d = (g.shortfall_bps - g.schedule_cost_bps).to_numpy()
+        se = d.std(ddof=1) / np.sqrt(len(d))
+        if name == "cheat":
+            assert d.mean() < -5 * se
+        else:
+            assert abs(d.mean()) <= 3 * se, name
+    wide = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
+    for name in wide:
+        assert (wide.oracle <= wide[name] + 1e-9).all(), name
+    assert wide.adaptive.mean() < wide.twap.mean()  # the MPC uses the signal and the liquidity
+
+
+def test_lob_features_in_the_observation():
+    from sb3_exec import ExecutionEnv
+
+    env = ExecutionEnv(**SIGNAL)
+    obs, _ = env.reset(seed=5)
+    assert obs.shape == (9,) and env.observation_space.shape == (9,)
+    m = env._market
+    assert obs[6] == pytest.approx(m.signal[0, 0], rel=1e-6)
+    assert obs[7] == pytest.approx(m.imbalance[0, 0], rel=1e-6)
+    assert ExecutionEnv("liquidity").observation_space.shape == (6,)

@@ -26,8 +26,9 @@ def _actions(space, rng, n):
 def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
     B, steps = 3, 120  # many episode boundaries on both presets
     kwargs = dict(action_mode=mode, side=side, reward="schedule" if side == "buy" else "shortfall")
-    if side == "buy":  # and the participation penalties on
-        kwargs.update(aggressiveness_penalty=5.0, participation_change_penalty=20.0)
+    if side == "buy":  # and the participation penalties and the order-flow signal on
+        kwargs.update(aggressiveness_penalty=5.0, participation_change_penalty=20.0,
+                      signal_strength=0.1, signal_phi=0.7)
     vec = ExecutionVecEnv(B, preset, step_infos=True, **kwargs)
     vec.seed(100)
     singles = [ExecutionEnv(preset, **kwargs) for _ in range(B)]
