@@ -16,7 +16,7 @@ import numpy as np
 from sb3_exec.analytic import ac_holdings, ac_model, analytic_optimum_bps, water_fill
 from sb3_exec.config import ExecConfig
 from sb3_exec.dynamics import (
-    Market, State, action_to_shares, observe, slice_view, stationary_var, volume_profile,
+    Market, State, action_to_orders, observe, slice_view, stationary_var, volume_profile,
 )
 
 
@@ -26,8 +26,9 @@ class Policy:
     def reset(self, cfg: ExecConfig, market: Market) -> None:
         """Called once before slice 0 of a batch of episodes (precompute schedules here)."""
 
-    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
-        """Shares to trade at the current slice, ``(B,)`` float."""
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
+        """Shares to trade at the current slice, ``(B,)`` float; with a dark venue a pair
+        ``(lit shares, dark order)`` may be returned instead (lit only: no dark order)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -298,7 +299,8 @@ class ModelPolicy(Policy):
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
         actions, _ = self.model.predict(observe(cfg, market, state), deterministic=self.deterministic)
-        return action_to_shares(cfg, market, state, actions)
+        lit, dark = action_to_orders(cfg, market, state, actions)
+        return lit if dark is None else (lit, dark)
 
 
 BASELINES: dict[str, type[Policy]] = {

@@ -79,6 +79,15 @@ class ExecConfig:
         volatilities (``p0 * sigma * sqrt(dt)``): positive flow pushes the price up. 0: off. When
         on, the observation gains three tape/LOB features (signal, depth imbalance, last volume)
     :param signal_phi: persistence of the order-flow signal, in [0, 1)
+    :param dark_share: a midpoint (dark) venue whose hidden liquidity per slice averages this
+        fraction of the slice's market volume (lognormal, i.i.d.; 0: no dark venue). Dark orders
+        fill before the lit order, at the slice's mid with no spread and no impact, up to the
+        dark liquidity; what does not fill stays in inventory
+    :param dark_log_sd: log SD of the dark liquidity
+    :param dark_adverse_bps: adverse-selection cost per dark share, bps of ``p0``
+    :param dark_levels: with a dark venue, the dark order as fractions of the inventory left:
+        discrete action modes become the product grid (lit action x dark level), the box modes
+        gain a second dimension mapped linearly to a fraction in [0, 1]
     :param aggressiveness_penalty: reward penalty in bps per unit of squared participation,
         ``w * (q_t/V_t)^2`` each slice (0: off)
     :param participation_change_penalty: reward penalty in bps per unit of squared change in
@@ -125,6 +134,10 @@ class ExecConfig:
     participation_change_penalty: float = 0.0
     signal_strength: float = 0.0
     signal_phi: float = 0.0
+    dark_share: float = 0.0
+    dark_log_sd: float = 1.0
+    dark_adverse_bps: float = 0.0
+    dark_levels: tuple[float, ...] = field(default=(0.0, 0.25, 0.5, 1.0))
     own_impact: bool = True
     shock_before_trade: bool = True
     deadline_penalty: float = 5.0
@@ -141,6 +154,7 @@ class ExecConfig:
             object.__setattr__(self, "side", "buy" if buy else "sell")
         object.__setattr__(self, "twap_multiples", tuple(float(m) for m in self.twap_multiples))
         object.__setattr__(self, "fraction_grid", tuple(float(f) for f in self.fraction_grid))
+        object.__setattr__(self, "dark_levels", tuple(float(f) for f in self.dark_levels))
         _validate(self)
         object.__setattr__(self, "T", int(self.T))
         object.__setattr__(self, "action_levels", int(self.action_levels))
@@ -159,6 +173,11 @@ class ExecConfig:
     def sigma_dollars(self) -> float:
         """Dollar volatility of the mid per sqrt(day)."""
         return self.p0 * self.sigma
+
+    @cached_property
+    def dark_venue(self) -> bool:
+        """Whether a dark venue is on (the action then chooses a dark order too)."""
+        return self.dark_share > 0
 
     @cached_property
     def lob_features(self) -> bool:
@@ -325,7 +344,8 @@ def _validate(cfg: ExecConfig) -> None:
         if getattr(cfg, name) >= 1:
             raise ValueError(f"{name} must be < 1 (a stationary AR(1)), got {getattr(cfg, name)!r}")
     for name in ("volume_innov_sd", "spread_innov_sd", "volume_u_shape", "aggressiveness_penalty",
-                 "participation_change_penalty", "signal_strength"):
+                 "participation_change_penalty", "signal_strength", "dark_share", "dark_log_sd",
+                 "dark_adverse_bps"):
         _check_number(name, getattr(cfg, name), low=0)
     if cfg.temp_impact not in TEMP_IMPACTS:
         raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")
@@ -339,6 +359,11 @@ def _validate(cfg: ExecConfig) -> None:
         raise ValueError(
             f"twap_multiples must be strictly increasing, contain 0 and 1, got {grid!r}"
         )
+    dl = cfg.dark_levels
+    for f in dl:
+        _check_number("dark_levels", f, low=0, high=1)
+    if len(dl) < 2 or list(dl) != sorted(set(dl)) or dl[0] != 0.0:
+        raise ValueError(f"dark_levels must be strictly increasing from 0, within [0, 1], got {dl!r}")
     fr = cfg.fraction_grid
     for f in fr:
         _check_number("fraction_grid", f, low=0, high=1)

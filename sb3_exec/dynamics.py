@@ -40,7 +40,7 @@ import numpy as np
 from sb3_exec.config import ExecConfig
 from sb3_exec.rng import normals
 
-STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE, STREAM_SPREAD, STREAM_SIGNAL, STREAM_DEPTH = range(6)
+STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE, STREAM_SPREAD, STREAM_SIGNAL, STREAM_DEPTH, STREAM_DARK = range(7)
 MIN_VOLUME = 1e3  # shares; the notebook's floor on a slice's market volume
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
 OBS_NAMES = ("time_left", "inventory_left", "volume", "spread", "price_move", "last_participation")
@@ -75,6 +75,7 @@ class Market:
     noise: np.ndarray  # microstructure noise on slice t's execution mid ($/share)
     signal: np.ndarray  # order-flow signal observed at slice t (0 when off)
     imbalance: np.ndarray  # depth imbalance at slice t, in [-1, 1] (0 when off)
+    dark: np.ndarray  # hidden liquidity of the dark venue at slice t (shares; 0 when off)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -163,6 +164,7 @@ class StepResult(NamedTuple):
     sched_cost: Any  # schedule cost of the slice ($)
     risk: Any  # risk term of the slice ($)
     penalty: Any  # participation penalties of the slice ($)
+    dark_fill: Any  # shares filled in the dark venue
     x: Any  # shares left after the slice
     perm: Any  # adverse permanent impact after the slice ($/share)
     left: Any  # shares force-liquidated at the deadline in this slice
@@ -203,6 +205,10 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
         y = log_ar1(draws(STREAM_SPREAD, 1.0), cfg.spread_phi, cfg.spread_innov_sd)
         half_spread *= np.exp(y - 0.5 * stationary_var(cfg.spread_phi, cfg.spread_innov_sd))
     noise = draws(STREAM_NOISE, cfg.noise_sd)
+    dark = np.zeros((B, T))
+    if cfg.dark_venue:
+        sd = cfg.dark_log_sd
+        dark = cfg.dark_share * volume * np.exp(draws(STREAM_DARK, sd) - 0.5 * sd**2)
     return Market(
         seeds=np.asarray(seeds, dtype=np.uint64),
         volume=volume,
@@ -213,6 +219,7 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
         noise=noise,
         signal=signal,
         imbalance=imbalance,
+        dark=dark,
     )
 
 
@@ -264,14 +271,18 @@ def temp_impact(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
 
 def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_next: Any,
                 volume: Any, half_spread: Any, mid_exo: Any, noise: Any, mid_sched: Any,
-                last_part: Any) -> StepResult:
+                last_part: Any, dark_order: Any = 0.0, dark_liquidity: Any = 0.0) -> StepResult:
     """One slice of the model (see the module doc): the single source of the dynamics.
 
     Arguments are floats for one episode (``ops=SCALAR``) or arrays for many (``ops=ARRAY``):
     the shares asked for, the shares held ``x``, the adverse permanent impact ``perm``, the slice
-    count after this one ``t_next``, the slice's market values and the previous participation.
+    count after this one ``t_next``, the slice's market values and the previous participation;
+    with a dark venue, the dark order and the slice's hidden dark liquidity (the dark order fills
+    first, at the mid, and the lit order trades from what is left).
     """
     side, p0 = cfg.sign, cfg.p0
+    dark_fill = ops.minimum(ops.minimum(ops.maximum(dark_order, 0.0), dark_liquidity), x)
+    x = x - dark_fill
     q = ops.minimum(ops.maximum(shares, 0.0), ops.minimum(x, cfg.max_participation * volume))
     perm_after = perm + cfg.kappa * q
     adverse = side * (perm_after if cfg.own_impact else perm)
@@ -283,6 +294,10 @@ def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_nex
     px = mid - side * (half_spread + tmp)
     cost = (side * (p0 - mid) + half_spread + tmp) * q
     sched = (side * (p0 - mid_s) + half_spread + tmp_s) * q
+    if cfg.dark_venue:  # at the mid, no spread, no impact; adverse selection per share
+        adverse = cfg.dark_adverse_bps * 1e-4 * p0
+        cost = cost + (side * (p0 - mid) + adverse) * dark_fill
+        sched = sched + (side * (p0 - mid_s) + adverse) * dark_fill
     x_after = x - q
     x_after = ops.where(x_after <= cfg.Q0 * 1e-12, 0.0, x_after)  # float dust from x - x/k*k
     over = t_next >= cfg.T
@@ -299,7 +314,7 @@ def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_nex
         penalty = (cfg.aggressiveness_penalty * part * part
                    + cfg.participation_change_penalty * change * change) * (cfg.notional / 1e4)
     return StepResult(q=q, px=px, mid=mid, part=part, cost=cost, sched_cost=sched, risk=risk,
-                      penalty=penalty, x=x_after, perm=perm_after, left=left,
+                      penalty=penalty, dark_fill=dark_fill, x=x_after, perm=perm_after, left=left,
                       terminated=(x_after <= 0) | over)
 
 
@@ -313,9 +328,11 @@ def _flat_index(market: Market, state: State) -> np.ndarray:
     return np.minimum(state.t, market.volume.shape[1] - 1) + market.row_offsets
 
 
-def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> StepResult:
+def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
+         dark_order: np.ndarray | None = None) -> StepResult:
     """Trade one slice of every episode of a batch in place; episodes already done do nothing
-    (they hold no shares, so they trade none, and their clock stops)."""
+    (they hold no shares, so they trade none, and their clock stops). ``dark_order``: shares
+    posted in the dark venue (with ``cfg.dark_venue``)."""
     idx = _flat_index(market, state)
     done = state.done
     all_active = not done.any()
@@ -323,6 +340,7 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray) -> S
         cfg, ARRAY, shares, state.x, state.perm, state.t + 1 if all_active else state.t + ~done,
         market.volume.take(idx), market.half_spread.take(idx), market.mid.take(idx),
         market.noise.take(idx), market.mid_sched.take(idx), state.last_part,
+        0.0 if dark_order is None else dark_order, market.dark.take(idx),
     )
     if all_active:
         state.t = state.t + 1
@@ -418,12 +436,39 @@ def shares_for(cfg: ExecConfig, ops: Any, action: Any, t: Any, x: Any, volume: A
     return ops.where(slices_left == 1, x, mult * x / slices_left)
 
 
-def action_to_shares(cfg: ExecConfig, market: Market, state: State, actions: np.ndarray) -> np.ndarray:
-    """``shares_for`` on a batch: ``(B,)`` ints or ``(B, 1)`` floats."""
+def split_action(cfg: ExecConfig, action: Any) -> tuple[Any, Any]:
+    """(lit action, dark action): with a dark venue a discrete action ``a`` is the pair
+    ``(a // len(dark_levels), a % len(dark_levels))`` and a box action is ``(a[0], a[1])``."""
+    if not cfg.dark_venue:
+        return action, None
+    if cfg.action_mode in ("continuous", "fraction"):
+        return action[..., 0], action[..., 1]
+    n = len(cfg.dark_levels)
+    return action // n, action % n
+
+
+def dark_order_for(cfg: ExecConfig, ops: Any, dark_action: Any, x: Any) -> Any:
+    """Shares posted in the dark venue: a level of ``dark_levels`` (discrete) or a fraction
+    ``(a+1)/2`` (box) of the inventory left."""
+    if cfg.action_mode in ("continuous", "fraction"):
+        return (ops.minimum(ops.maximum(dark_action, -1.0), 1.0) + 1.0) * 0.5 * x
+    return ops.lookup(cfg.dark_levels, dark_action) * x
+
+
+def action_to_orders(cfg: ExecConfig, market: Market, state: State,
+                     actions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(lit shares, dark order or None)`` for a batch of actions: ``(B,)`` ints or ``(B, k)``
+    floats."""
     idx = _flat_index(market, state)
-    discrete = cfg.action_mode in ("twap_multiple", "fraction_grid")
+    discrete = cfg.action_mode in ("twap_multiple", "fraction_grid", "participation")
     a = np.asarray(actions, dtype=np.int64 if discrete else np.float64)
-    return shares_for(cfg, ARRAY, a.reshape(-1), state.t, state.x, market.volume.take(idx))
+    a = a.reshape(-1) if discrete else a.reshape(len(idx), -1)
+    lit, dark = split_action(cfg, a)
+    if not discrete and not cfg.dark_venue:
+        lit = lit[:, 0]
+    lit = np.asarray(lit, dtype=np.int64 if cfg.action_mode != "participation" and discrete else np.float64)
+    shares = shares_for(cfg, ARRAY, lit, state.t, state.x, market.volume.take(idx))
+    return shares, None if dark is None else dark_order_for(cfg, ARRAY, dark, state.x)
 
 
 def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:
@@ -433,12 +478,13 @@ def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:
     return -(cost + res.risk + res.penalty) * (1e4 / cfg.notional)
 
 
-STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule_cost_step")
+STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule_cost_step",
+                  "dark_fill")
 
 
 def step_info_values(res: StepResult) -> tuple[Any, ...]:
     """The per-step info values, in the order of ``STEP_INFO_KEYS``."""
-    return res.q, res.px, res.mid, res.part, res.x, res.cost, res.sched_cost
+    return res.q, res.px, res.mid, res.part, res.x, res.cost, res.sched_cost, res.dark_fill
 
 
 def episode_metrics(cfg: ExecConfig, state: State, ops: Any = ARRAY) -> dict[str, Any]:

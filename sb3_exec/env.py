@@ -15,13 +15,14 @@ from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
 
 def action_space_for(cfg: ExecConfig) -> spaces.Space:
     """The action space of a config's ``action_mode``."""
+    dark = len(cfg.dark_levels) if cfg.dark_venue else 1  # the dark order multiplies the grid
     if cfg.action_mode == "participation":
-        return spaces.Discrete(cfg.action_levels)
+        return spaces.Discrete(cfg.action_levels * dark)
     if cfg.action_mode == "twap_multiple":
-        return spaces.Discrete(len(cfg.twap_multiples))
+        return spaces.Discrete(len(cfg.twap_multiples) * dark)
     if cfg.action_mode == "fraction_grid":
-        return spaces.Discrete(len(cfg.fraction_grid))
-    return spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        return spaces.Discrete(len(cfg.fraction_grid) * dark)
+    return spaces.Box(-1.0, 1.0, shape=(2 if cfg.dark_venue else 1,), dtype=np.float32)
 
 
 def observation_space_for(cfg: ExecConfig) -> spaces.Box:
@@ -49,7 +50,10 @@ class ExecutionEnv(gym.Env):
     | ``fraction`` | ``Box(-1, 1, (1,))`` | fraction ``(a+1)/2`` of the inventory left ``x``; the last slice trades everything left |
     | ``fraction_grid`` | ``Discrete(len(fraction_grid))`` | fraction ``fraction_grid[a]`` of ``x`` (0 and geometric steps from 1% to 100%); the last slice trades everything left |
 
-    Every mode is capped by ``max_participation`` of the slice's market volume.
+    Every mode is capped by ``max_participation`` of the slice's market volume. With a dark venue
+    (``dark_share > 0``) the action also sizes a dark order, a fraction of the inventory left:
+    discrete modes become ``Discrete(n_lit * len(dark_levels))`` with ``a = lit * len(dark_levels)
+    + dark``, and the box modes ``Box(-1, 1, (2,))`` with the dark fraction ``(a[1]+1)/2``.
 
     ## Observation Space: ``Box(6,)`` float32
     | index | feature | unit / bounds |
@@ -100,7 +104,8 @@ class ExecutionEnv(gym.Env):
 
     ## Info
     Every step: ``q_exec`` (shares), ``px_exec`` ($/share), ``mid`` ($/share), ``part``
-    (``q/V``), ``q_rem`` (shares left), ``cost`` ($, this slice), ``schedule_cost_step`` ($).
+    (``q/V``), ``q_rem`` (shares left), ``cost`` ($, this slice), ``schedule_cost_step`` ($),
+    ``dark_fill`` (shares filled in the dark venue).
     Last step also: ``shortfall`` ($), ``shortfall_bps``, ``risk_bps``, ``penalty_bps`` (the
     participation penalties, when their weights are set), ``objective_bps``,
     ``schedule_cost`` ($), ``schedule_cost_bps``, ``schedule_objective_bps``, ``completion``
@@ -140,13 +145,14 @@ class ExecutionEnv(gym.Env):
         m = self._market
         # one episode runs on Python floats: the same kernel as the batch, without numpy overhead
         self._path = tuple(a[0].tolist() for a in (m.volume, m.half_spread, m.mid, m.noise,
-                                                   m.mid_sched, m.mid_known, m.signal, m.imbalance))
+                                                   m.mid_sched, m.mid_known, m.signal, m.imbalance,
+                                                   m.dark))
         self._state = dynamics.initial_state(self.cfg)
         return self._observation(), {"seed": int(keys[0])}
 
     def _observation(self) -> np.ndarray:
         s, cfg = self._state, self.cfg
-        volume, half_spread, _, _, _, mid_known, signal, imbalance = self._path
+        volume, half_spread, _, _, _, mid_known, signal, imbalance, _ = self._path
         t = min(s.t, cfg.T - 1)
         live = s.t < cfg.T
         lob = (signal[t], imbalance[t], volume[max(t - 1, 0)]) if cfg.lob_features else ()
@@ -163,10 +169,14 @@ class ExecutionEnv(gym.Env):
         if s.done:
             raise RuntimeError("the episode has ended; call reset()")
         cfg, a, t = self.cfg, self._check_action(action), s.t
-        volume, half_spread, mid, noise, mid_sched, *_ = self._path
-        shares = dynamics.shares_for(cfg, dynamics.SCALAR, a, t, s.x, volume[t])
+        volume, half_spread, mid, noise, mid_sched, *_, dark = self._path
+        lit, dark_action = dynamics.split_action(cfg, a)
+        shares = dynamics.shares_for(cfg, dynamics.SCALAR, lit, t, s.x, volume[t])
+        dark_order = (dynamics.dark_order_for(cfg, dynamics.SCALAR, dark_action, s.x)
+                      if cfg.dark_venue else 0.0)
         res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
-                                   half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part)
+                                   half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part,
+                                   dark_order, dark[t])
         s.t, s.x, s.perm, s.last_part, s.done = t + 1, res.x, res.perm, res.part, res.terminated
         s.cost += res.cost
         s.sched_cost += res.sched_cost
@@ -191,7 +201,7 @@ class ExecutionEnv(gym.Env):
             if a is not None and 0 <= a < space.n:
                 return a
         else:
-            arr = np.asarray(action, dtype=np.float32)
-            if arr.size == 1 and np.isfinite(arr).all() and abs(float(arr.reshape(()))) <= 1.0:
-                return float(arr.reshape(()))
+            arr = np.asarray(action, dtype=np.float32).reshape(-1)
+            if arr.size == space.shape[0] and np.isfinite(arr).all() and np.abs(arr).max() <= 1.0:
+                return float(arr[0]) if arr.size == 1 else arr.astype(np.float64)
         raise ValueError(f"action: {action!r} is outside the action space {space}")

@@ -42,20 +42,24 @@ def rollout(
     for t in range(cfg.T):
         if state.done.all():
             break
-        shares = np.asarray(policy.act(cfg, market, state), dtype=np.float64).reshape(-1)
-        if shares.shape != (len(market),) or not np.isfinite(shares).all():
-            raise ValueError(
-                f"policy {policy!r} returned shares of shape {shares.shape} with "
-                f"{np.count_nonzero(~np.isfinite(shares))} non-finite values at slice {t}; "
-                f"expected {len(market)} finite numbers"
-            )
+        out = policy.act(cfg, market, state)
+        orders = [np.asarray(o, dtype=np.float64).reshape(-1)
+                  for o in (out if isinstance(out, tuple) else (out,))]
+        for shares in orders:
+            if shares.shape != (len(market),) or not np.isfinite(shares).all():
+                raise ValueError(
+                    f"policy {policy!r} returned shares of shape {shares.shape} with "
+                    f"{np.count_nonzero(~np.isfinite(shares))} non-finite values at slice {t}; "
+                    f"expected {len(market)} finite numbers"
+                )
         active = ~state.done
-        res = dynamics.step(cfg, market, state, shares)
+        res = dynamics.step(cfg, market, state, orders[0], orders[1] if len(orders) > 1 else None)
         if trajectories:
             steps.append({
                 "slice": np.full(len(market), t), "active": active, "q_exec": res.q,
                 "px_exec": res.px, "mid": res.mid, "part": res.part, "q_rem": state.x.copy(),
                 "cost": res.cost, "schedule_cost": res.sched_cost, "risk": res.risk,
+                "dark_fill": res.dark_fill * np.ones(len(market)),
             })
     return dynamics.episode_metrics(cfg, state), steps
 

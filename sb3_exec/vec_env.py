@@ -125,8 +125,9 @@ class ExecutionVecEnv(VecEnv):
             bad = (a.shape != (self.num_envs,)) or a.dtype.kind not in "iu" or (
                 (a < 0) | (a >= self.action_space.n)).any()
         else:
-            a = a.reshape(self.num_envs, -1) if a.size == self.num_envs else a
-            bad = a.shape != (self.num_envs, 1) or not np.isfinite(a).all() or (np.abs(a) > 1).any()
+            k = self.action_space.shape[0]
+            a = a.reshape(self.num_envs, k) if a.size == self.num_envs * k else a
+            bad = a.shape != (self.num_envs, k) or not np.isfinite(a).all() or (np.abs(a) > 1).any()
         if bad:
             raise ValueError(f"action: got {a!r} (shape {a.shape}); expected {self.num_envs} "
                              f"actions in {self.action_space}")
@@ -138,7 +139,7 @@ class ExecutionVecEnv(VecEnv):
         cfg, market, state = self.cfg, self.market, self.state
         actions = self._check_actions(self._actions)
         self._actions = None
-        res = dynamics.step(cfg, market, state, dynamics.action_to_shares(cfg, market, state, actions))
+        res = dynamics.step(cfg, market, state, *dynamics.action_to_orders(cfg, market, state, actions))
         self.last_step = res
         rewards = dynamics.reward_bps(cfg, res)
         dones = res.terminated.copy()

@@ -17,7 +17,7 @@ MODES = ["participation", "twap_multiple", "continuous", "fraction", "fraction_g
 def _actions(space, rng, n):
     if space.__class__.__name__ == "Discrete":
         return rng.integers(0, space.n, size=n)
-    return rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    return rng.uniform(-1, 1, size=(n, *space.shape)).astype(np.float32)
 
 
 @pytest.mark.parametrize("preset", ["seed", "ac2000"])
@@ -26,9 +26,9 @@ def _actions(space, rng, n):
 def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
     B, steps = 3, 120  # many episode boundaries on both presets
     kwargs = dict(action_mode=mode, side=side, reward="schedule" if side == "buy" else "shortfall")
-    if side == "buy":  # and the participation penalties and the order-flow signal on
+    if side == "buy":  # and the penalties, the order-flow signal and the dark venue on
         kwargs.update(aggressiveness_penalty=5.0, participation_change_penalty=20.0,
-                      signal_strength=0.1, signal_phi=0.7)
+                      signal_strength=0.1, signal_phi=0.7, dark_share=0.05, dark_adverse_bps=1.0)
     vec = ExecutionVecEnv(B, preset, step_infos=True, **kwargs)
     vec.seed(100)
     singles = [ExecutionEnv(preset, **kwargs) for _ in range(B)]
