@@ -132,8 +132,9 @@ def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray,
     a, b, cap = (np.asarray(v, dtype=np.float64) for v in (a, b, cap))
     c = np.zeros_like(a) if c is None else np.asarray(c, dtype=np.float64)
     total = np.asarray(total, dtype=np.float64)
-    if np.any((b <= 0) & (c <= 0)):
-        raise ValueError("b: every slice needs a positive quadratic (b) or 1.5-power (c) cost")
+    linear = (b <= 0) & (c <= 0)  # a linear cost: all of its cap once nu passes a, else nothing
+    if np.any(linear & ~np.isfinite(cap)):
+        raise ValueError("b: a slice with a linear cost (b = c = 0) needs a finite cap")
 
     def q_of(nu: np.ndarray) -> np.ndarray:
         gap = np.maximum(nu[:, None] - a, 0.0)
@@ -143,6 +144,7 @@ def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray,
             disc = np.sqrt((1.5 * c) ** 2 + 8 * b * gap)
             u = np.where(b > 0, (disc - 1.5 * c) / (4 * b), gap / np.where(c > 0, 1.5 * c, 1.0))
         q = np.where(c > 0, u**2, lin)
+        q = np.where(linear, np.where(nu[:, None] > a, np.inf, 0.0), q)
         return np.minimum(q, cap)
 
     lo = a.min(axis=1) - 1.0

@@ -116,9 +116,12 @@ def oracle_unsupported(cfg: ExecConfig) -> str | None:
     if cfg.temp_impact == "participation":
         return ("temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
                 "'sqrt'); the notebook's 'participation' impact is proportional to the current price")
-    if cfg.aggressiveness_penalty or cfg.participation_change_penalty:
-        return ("aggressiveness_penalty: the oracle and the MPC do not model the participation "
-                "penalties yet")
+    if cfg.participation_change_penalty:
+        return ("participation_change_penalty: it couples consecutive slices, which the oracle's "
+                "separable solver does not model")
+    if cfg.dark_venue and cfg.kappa > 0:
+        return ("kappa: with a dark venue the oracle needs no permanent impact (dark fills would "
+                "pair with earlier lit trades)")
     if cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None:
         return ("risk_aversion: with a risk term the oracle and the MPC are solved only in the exact "
                 "Almgren-Chriss model (rate impact, constant liquidity, caps not binding)")
@@ -163,24 +166,37 @@ def _risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int) -> np.ndarray:
 
 
 def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray,
-                       volume: np.ndarray, half_spread: np.ndarray, mid_sched_last: np.ndarray,
-                       total: np.ndarray) -> np.ndarray:
-    """Water-fill the slices and, as one more uncapped option, the deadline liquidation of
-    what is left (spread plus ``deadline_penalty`` times the temporary impact at the last slice's
-    volume); returns the plan of the real slices (the env forces the rest at the deadline).
+                       volume: np.ndarray, half_spread: np.ndarray, mid_sched: np.ndarray,
+                       total: np.ndarray, inv_volume_sq: np.ndarray | None = None,
+                       dark: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Water-fill the slices' lit trades, their dark orders (at the mid plus adverse selection,
+    capped by the dark liquidity ``dark``) and, as one more uncapped option, the deadline
+    liquidation of what is left (spread plus ``deadline_penalty`` times the temporary impact at
+    the last slice's volume). Returns the plans ``(lit, dark)`` of the real slices (the env
+    forces the rest at the deadline). ``inv_volume_sq``: ``E[1/V^2]`` for the aggressiveness
+    penalty (default ``1/volume^2``).
 
     The deadline option is exact without permanent impact (``kappa = 0``) and approximate
     otherwise (its permanent-impact pairing is that of one more slice)."""
+    n = a.shape[1]
     pen = cfg.deadline_penalty
-    a_d = half_spread[:, -1] + cfg.sign * (cfg.p0 - mid_sched_last)
+    a_d = half_spread[:, -1] + cfg.sign * (cfg.p0 - mid_sched[:, -1])
     b_d, c_d = b[:, -1] * pen, c[:, -1] * pen
     if cfg.temp_impact in ("rate", "linear"):
         own = 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa
         b_d = (b[:, -1] - own) * pen + own
-    plan = water_fill(np.column_stack([a, a_d]), np.column_stack([b, b_d]),
-                      np.column_stack([cfg.max_participation * volume, total]), total,
-                      np.column_stack([c, c_d]))
-    return plan[:, :-1]
+    if cfg.aggressiveness_penalty:  # w bps * (q/V)^2 on lit trades, not on the deadline's
+        inv_sq = 1.0 / volume**2 if inv_volume_sq is None else inv_volume_sq
+        b = b + cfg.aggressiveness_penalty * (cfg.notional / 1e4) * inv_sq
+    cols_a, cols_b, cols_c, caps = [a, a_d[:, None]], [b, b_d[:, None]], [c, c_d[:, None]], [
+        cfg.max_participation * volume, total[:, None]]
+    if dark is not None:
+        cols_a.append(cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0)
+        cols_b.append(np.zeros_like(a))
+        cols_c.append(np.zeros_like(a))
+        caps.append(dark)
+    plan = water_fill(np.hstack(cols_a), np.hstack(cols_b), np.hstack(caps), total, np.hstack(cols_c))
+    return plan[:, :n], (plan[:, n + 1:] if dark is not None else np.zeros_like(a))
 
 
 class Oracle(Policy):
@@ -198,11 +214,15 @@ class Oracle(Policy):
             self._plan = _risk_schedule(cfg, np.full(len(market), cfg.Q0), 0)
             return
         a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
-        self._plan = plan_with_deadline(cfg, a, b, c, market.volume, market.half_spread,
-                                        market.mid_sched[:, -1], np.full(len(market), cfg.Q0))
+        self._plan, self._dark = plan_with_deadline(
+            cfg, a, b, c, market.volume, market.half_spread, market.mid_sched,
+            np.full(len(market), cfg.Q0), dark=market.dark if cfg.dark_venue else None)
 
-    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
-        return self._plan[np.arange(len(state.t)), np.minimum(state.t, cfg.T - 1)]
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
+        rows, t = np.arange(len(state.t)), np.minimum(state.t, cfg.T - 1)
+        if cfg.dark_venue:
+            return self._plan[rows, t], self._dark[rows, t]
+        return self._plan[rows, t]
 
 
 def conditional_liquidity(cfg: ExecConfig, market: Market, t: int) -> dict[str, np.ndarray]:
@@ -249,6 +269,16 @@ def conditional_liquidity(cfg: ExecConfig, market: Market, t: int) -> dict[str, 
             "half_spread": spread, "mid_sched": mid_sched}
 
 
+def expected_dark(cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray) -> np.ndarray:
+    """The MPC's dark capacity: the mean for the slice at hand (posting more costs nothing), and
+    for later slices a conservative one, one log-SD below the median (relying on hidden
+    liquidity that may not come leaves inventory for the deadline)."""
+    sd = cfg.dark_log_sd
+    cap = cfg.dark_share * volume_low * np.exp(-0.5 * sd**2 - sd)
+    cap[:, 0] = cfg.dark_share * volume[:, 0]
+    return cap
+
+
 class Adaptive(Policy):
     """Certainty-equivalent model-predictive control, the strongest classical baseline.
 
@@ -270,9 +300,11 @@ class Adaptive(Policy):
         # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
         a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"],
                                              ex["mid_sched"])
-        plan = plan_with_deadline(cfg, a, b, c, ex["volume_low"], ex["half_spread"],
-                                  ex["mid_sched"][:, -1], state.x)
-        return plan[:, 0]
+        lit, dark = plan_with_deadline(
+            cfg, a, b, c, ex["volume_low"], ex["half_spread"], ex["mid_sched"], state.x,
+            inv_volume_sq=ex["inv_volume"] ** 2,
+            dark=expected_dark(cfg, ex["volume"], ex["volume_low"]) if cfg.dark_venue else None)
+        return (lit[:, 0], dark[:, 0]) if cfg.dark_venue else lit[:, 0]
 
 
 class ModelPolicy(Policy):

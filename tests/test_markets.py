@@ -81,11 +81,28 @@ def test_water_fill_kkt_and_against_a_generic_solver():
         assert f(q[i]) <= res.fun + 1e-9
 
 
+class DarkFirst(Policy):
+    """Posts everything in the dark venue and trades TWAP lit with what is left."""
+
+    def act(self, cfg, market, state):
+        return state.x / np.maximum(cfg.T - state.t, 1), state.x
+
+
+class RandomDark(RandomPolicy):
+    """Random lit multiples and random dark fractions, seeded."""
+
+    def act(self, cfg, market, state):
+        return super().act(cfg, market, state), self._rng.uniform(0, 1, len(state.x)) * state.x
+
+
+@pytest.mark.parametrize("preset", ["liquidity", "lob"])
 @pytest.mark.parametrize("side", ["sell", "buy"])
-def test_the_oracle_is_never_beaten(side):
+def test_the_oracle_is_never_beaten(preset, side):
     policies = {name: cls() for name, cls in BASELINES.items()}
     policies.update(random=RandomPolicy(3), random2=RandomPolicy(4), cheat=Anticipating())
-    ev = evaluate(policies, dict(preset="liquidity", side=side), seeds=range(1500))
+    if preset == "lob":
+        policies.update(dark=DarkFirst(), random_dark=RandomDark(5))
+    ev = evaluate(policies, dict(preset=preset, side=side), seeds=range(1500))
     wide = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
     for name in wide:
         assert (wide.oracle <= wide[name] + 1e-9).all(), name
@@ -239,12 +256,18 @@ def test_a_dark_fill_pays_the_mid_and_the_adverse_selection_only():
 
 
 def test_policies_can_send_dark_orders():
-    class DarkFirst(Policy):
-        def act(self, cfg, market, state):
-            twap = state.x / np.maximum(cfg.T - state.t, 1)
-            return twap, state.x  # post everything dark, trade TWAP lit with the rest
-
     ev = evaluate({"twap": "twap", "dark": DarkFirst()}, DARK, seeds=range(500), trajectories=True)
     s = ev.summary(n_resamples=100)
     assert s.loc["dark", "diff_schedule_objective_bps"] < 0  # saving the spread pays here
     assert (ev.steps[ev.steps.policy == "twap"].dark_fill == 0).all()
+
+
+def test_lob_preset_has_everything_on_and_the_mpc_uses_it():
+    cfg = make_config("lob")
+    assert cfg.dark_venue and cfg.lob_features and cfg.aggressiveness_penalty > 0
+    assert cfg.volume_model == "log_ar1" and cfg.spread_model == "log_ar1"
+    ev = evaluate({"twap": "twap", "adaptive": Adaptive(), "oracle": Oracle()}, cfg, seeds=range(1000))
+    s = ev.summary(n_resamples=200)
+    assert s.loc["twap", "schedule_objective_bps"] - s.loc["oracle", "schedule_objective_bps"] > 5
+    assert 20 < s.loc["adaptive", "gap_closed_pct"] < 95
+    assert (ev.episodes.loc[ev.episodes.policy == "twap", "penalty_bps"] > 0).all()
