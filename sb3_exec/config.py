@@ -219,27 +219,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         own_impact=False,
         shock_before_trade=False,
     ),
-    # The Almgren-Chriss model over 60 daily slices at 12%/yr with the paper's other parameters
-    # (the Udacity deep-RL finance environment, also in FinRL-Meta): AC E=$477,713, SD=$476,456;
-    # TWAP E=$227,083, SD=$1,675,828. The optimum sells a near-constant 22% of what remains.
-    "ac60": dict(
-        T=60,
-        Q0=1e6,
-        p0=50.0,
-        sigma=0.12 / math.sqrt(250.0),
-        dt=1.0,
-        kappa=2.5e-7,
-        eta=2.5e-6,
-        spread_bps=12.5,
-        vol_mu=5e6,
-        vol_sd=0.0,
-        noise_sd=0.0,
-        max_participation=1.0,
-        risk_aversion=1e-6,
-        temp_impact="rate",
-        own_impact=False,
-        shock_before_trade=False,
-    ),
     # Liquidity that comes and goes: the DOMAIN.md section 7 prototype (sell 4M shares over 40
     # five-minute slices, 2M shares per slice on average with a U-shaped profile, log-AR(1) volume
     # with phi 0.8 and innovation SD 0.5, log-AR(1) half-spread around 3 bps with phi 0.85 and SD
@@ -270,6 +249,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         spread_innov_sd=0.5,
     ),
 }
+# The Almgren-Chriss model over 60 daily slices at 12%/yr with the paper's other parameters
+# (the Udacity deep-RL finance environment, also in FinRL-Meta): AC E=$477,713, SD=$476,456;
+# TWAP E=$227,083, SD=$1,675,828. The optimum sells a near-constant 22% of what remains.
+PRESETS["ac60"] = dict(PRESETS["ac2000"], T=60, sigma=0.12 / math.sqrt(250.0))
 # Everything on: the liquidity preset plus an observed order-flow signal that predicts the
 # slice's move with 0.1 of a slice's volatility (AR(1), phi 0.7) and the tape/LOB features, a
 # dark venue (hidden liquidity 10% of the slice's volume on average, lognormal SD 1, 1 bp of

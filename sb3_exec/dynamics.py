@@ -352,6 +352,13 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
         res.mid[done] = 0.0
         state.t = state.t + ~done
         state.last_part = np.where(done, state.last_part, res.part)
+    accumulate(state, res)
+    state.done = done | res.terminated
+    return res
+
+
+def accumulate(state: State, res: StepResult) -> None:
+    """Carry a slice's outcome into the running totals of one episode or a batch."""
     state.x = res.x
     state.perm = res.perm
     state.cost += res.cost
@@ -360,8 +367,6 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
     state.penalty += res.penalty
     state.forced += res.left
     state.part_sum += res.part
-    state.done = done | res.terminated
-    return res
 
 
 def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread: Any,

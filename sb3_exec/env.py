@@ -177,13 +177,8 @@ class ExecutionEnv(gym.Env):
         res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
                                    half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part,
                                    dark_order, dark[t])
-        s.t, s.x, s.perm, s.last_part, s.done = t + 1, res.x, res.perm, res.part, res.terminated
-        s.cost += res.cost
-        s.sched_cost += res.sched_cost
-        s.risk += res.risk
-        s.penalty += res.penalty
-        s.forced += res.left
-        s.part_sum += res.part
+        s.t, s.last_part, s.done = t + 1, res.part, res.terminated
+        dynamics.accumulate(s, res)
         info: dict[str, Any] = dict(zip(dynamics.STEP_INFO_KEYS, map(float, dynamics.step_info_values(res))))
         if res.terminated:
             info.update(dynamics.episode_metrics(cfg, s, dynamics.SCALAR))
