@@ -15,9 +15,8 @@ import numpy as np
 
 from sb3_exec.analytic import ac_holdings, ac_model, analytic_optimum_bps, water_fill
 from sb3_exec.config import ExecConfig
-from sb3_exec.dynamics import (
-    Market, State, action_to_orders, observe, slice_view, stationary_var, volume_profile,
-)
+from sb3_exec.dynamics import Market, State, action_to_orders, observe, slice_view
+from sb3_exec.market import stationary_var, volume_profile
 
 
 class Policy:

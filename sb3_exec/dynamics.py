@@ -1,4 +1,4 @@
-"""The execution model on arrays of episodes: exogenous paths, one slice's trade, the observation.
+"""The execution model: one slice's trade, the observation, the actions and the episode totals.
 
 One implementation of the dynamics serves the single Gymnasium env, the batched env and
 ``evaluate``: the slice kernel (``trade_slice``), the observation (``features``), the action
@@ -32,16 +32,13 @@ It is computed in the same pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from sb3_exec.config import ExecConfig
-from sb3_exec.rng import normals
+from sb3_exec.market import Market
 
-STREAM_PRICE, STREAM_VOLUME, STREAM_NOISE, STREAM_SPREAD, STREAM_SIGNAL, STREAM_DEPTH, STREAM_DARK = range(7)
-MIN_VOLUME = 1e3  # shares; the notebook's floor on a slice's market volume
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
 OBS_NAMES = ("time_left", "inventory_left", "volume", "spread", "price_move", "last_participation")
 OBS_LOW = np.array([0, 0, 0, 0, -1000, 0], dtype=np.float32)
@@ -57,43 +54,6 @@ def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
     if cfg.lob_features:
         return np.concatenate([OBS_LOW, LOB_LOW]), np.concatenate([OBS_HIGH, LOB_HIGH])
     return OBS_LOW, OBS_HIGH
-
-
-@dataclass
-class Market:
-    """Exogenous paths of a batch of episodes, drawn from their seeds: ``(B, T)`` arrays.
-
-    None of it depends on the actions taken (common random numbers across policies).
-    """
-
-    seeds: np.ndarray  # (B,) uint64 episode seeds
-    volume: np.ndarray  # market volume of slice t (shares)
-    half_spread: np.ndarray  # half-spread of slice t ($/share)
-    mid: np.ndarray  # exogenous mid at which slice t trades, before impact and noise ($/share)
-    mid_known: np.ndarray  # exogenous mid known when slice t is decided ($/share)
-    mid_sched: np.ndarray  # predictable part of `mid`: what the schedule cost prices at ($/share)
-    noise: np.ndarray  # microstructure noise on slice t's execution mid ($/share)
-    signal: np.ndarray  # order-flow signal observed at slice t (0 when off)
-    imbalance: np.ndarray  # depth imbalance at slice t, in [-1, 1] (0 when off)
-    dark: np.ndarray  # hidden liquidity of the dark venue at slice t (shares; 0 when off)
-
-    def __len__(self) -> int:
-        return len(self.seeds)
-
-    @cached_property
-    def row_offsets(self) -> np.ndarray:
-        """Flat index of each episode's slice 0 in the raveled ``(B, T)`` arrays."""
-        B, T = self.volume.shape
-        return np.arange(0, B * T, T)
-
-    def put(self, rows: np.ndarray, other: Market) -> None:
-        """Overwrite episodes ``rows`` with ``other``'s (used when a batched env resets some)."""
-        for f in fields(self):
-            getattr(self, f.name)[rows] = getattr(other, f.name)
-
-    def take(self, rows: np.ndarray) -> Market:
-        """The sub-batch ``rows``."""
-        return Market(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
 
 @dataclass
@@ -169,79 +129,6 @@ class StepResult(NamedTuple):
     perm: Any  # adverse permanent impact after the slice ($/share)
     left: Any  # shares force-liquidated at the deadline in this slice
     terminated: Any  # bool: the episode ended with this slice
-
-
-def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
-    """Draw the exogenous paths of one episode per seed (``seeds`` as from ``rng.as_seeds``)."""
-    B, T = len(seeds), cfg.T
-
-    def draws(stream: int, scale: float) -> np.ndarray:
-        # a zero scale needs no draws (the streams are independent, so skipping one changes
-        # nothing in the others)
-        return scale * normals(seeds, stream, T) if scale > 0 else np.zeros((B, T))
-
-    slice_vol = cfg.p0 * cfg.sigma * np.sqrt(cfg.dt)
-    shocks = draws(STREAM_PRICE, slice_vol)
-    signal = np.zeros((B, T))
-    imbalance = np.zeros((B, T))
-    if cfg.signal_strength > 0:
-        signal = log_ar1(draws(STREAM_SIGNAL, 1.0), cfg.signal_phi, np.sqrt(1 - cfg.signal_phi**2))
-        imbalance = np.tanh(0.5 * signal + 0.5 * draws(STREAM_DEPTH, 1.0))  # a noisy proxy
-    drift = (cfg.signal_strength * slice_vol) * signal  # the predictable part of each move
-    shocks = shocks + drift
-    through = np.cumsum(shocks, axis=1)  # innovations of slices 0..t
-    before = through - shocks  # innovations of slices 0..t-1
-    drift_through = np.cumsum(drift, axis=1)
-    drift_before = drift_through - drift
-    mean_volume = cfg.vol_mu * volume_profile(cfg)
-    if cfg.volume_model == "log_ar1":
-        z = log_ar1(draws(STREAM_VOLUME, 1.0), cfg.volume_phi, cfg.volume_innov_sd)
-        volume = mean_volume * np.exp(z - 0.5 * stationary_var(cfg.volume_phi, cfg.volume_innov_sd))
-    else:
-        volume = mean_volume + draws(STREAM_VOLUME, cfg.vol_sd)
-    volume = np.maximum(volume, MIN_VOLUME)
-    half_spread = np.full((B, T), cfg.spread_bps * 1e-4 * cfg.p0)
-    if cfg.spread_model == "log_ar1":
-        y = log_ar1(draws(STREAM_SPREAD, 1.0), cfg.spread_phi, cfg.spread_innov_sd)
-        half_spread *= np.exp(y - 0.5 * stationary_var(cfg.spread_phi, cfg.spread_innov_sd))
-    noise = draws(STREAM_NOISE, cfg.noise_sd)
-    dark = np.zeros((B, T))
-    if cfg.dark_venue:
-        sd = cfg.dark_log_sd
-        dark = cfg.dark_share * volume * np.exp(draws(STREAM_DARK, sd) - 0.5 * sd**2)
-    return Market(
-        seeds=np.asarray(seeds, dtype=np.uint64),
-        volume=volume,
-        half_spread=half_spread,
-        mid=cfg.p0 + (through if cfg.shock_before_trade else before),
-        mid_known=cfg.p0 + before,
-        mid_sched=cfg.p0 + (drift_through if cfg.shock_before_trade else drift_before),
-        noise=noise,
-        signal=signal,
-        imbalance=imbalance,
-        dark=dark,
-    )
-
-
-def volume_profile(cfg: ExecConfig) -> np.ndarray:
-    """The expected intraday volume profile, ``(T,)``, averaging 1 (flat when ``u = 0``)."""
-    s = np.linspace(-1.0, 1.0, cfg.T) if cfg.T > 1 else np.zeros(1)
-    shape = 1.0 + cfg.volume_u_shape * s**2
-    return shape / shape.mean()
-
-
-def stationary_var(phi: float, innov_sd: float) -> float:
-    """Stationary variance of an AR(1) with coefficient ``phi`` and innovation SD ``innov_sd``."""
-    return innov_sd**2 / (1.0 - phi**2)
-
-
-def log_ar1(eps: np.ndarray, phi: float, innov_sd: float) -> np.ndarray:
-    """A stationary AR(1) path per row from standard normal draws ``eps`` (``(B, T)``)."""
-    z = np.empty_like(eps)
-    z[:, 0] = np.sqrt(stationary_var(phi, innov_sd)) * eps[:, 0]
-    for t in range(1, eps.shape[1]):
-        z[:, t] = phi * z[:, t - 1] + innov_sd * eps[:, t]
-    return z
 
 
 def initial_state(cfg: ExecConfig, n: int | None = None) -> State:

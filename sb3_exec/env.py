@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from sb3_exec import dynamics
 from sb3_exec.config import ExecConfig, make_config
+from sb3_exec.market import Market, draw_market
 from sb3_exec.rng import as_seeds, next_episode_seeds
 from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
 
@@ -126,7 +127,7 @@ class ExecutionEnv(gym.Env):
         self.render_mode = render_mode  # nothing to render; accepted for Gymnasium's API
         self.action_space = action_space_for(self.cfg)
         self.observation_space = observation_space_for(self.cfg)
-        self._market: dynamics.Market | None = None
+        self._market: Market | None = None
         self._state: dynamics.State | None = None
         self._path: tuple[list[float], ...] = ()
 
@@ -141,7 +142,7 @@ class ExecutionEnv(gym.Env):
             keys = next_episode_seeds(self._market.seeds)
         else:
             keys = as_seeds([int(self.np_random.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64))])
-        self._market = dynamics.draw_market(self.cfg, keys)
+        self._market = draw_market(self.cfg, keys)
         m = self._market
         # one episode runs on Python floats: the same kernel as the batch, without numpy overhead
         self._path = tuple(a[0].tolist() for a in (m.volume, m.half_spread, m.mid, m.noise,

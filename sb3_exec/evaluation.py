@@ -14,6 +14,7 @@ from sb3_exec import dynamics
 from sb3_exec.analytic import analytic_optimum_bps
 from sb3_exec.baselines import Policy, as_policy
 from sb3_exec.config import ExecConfig, make_config
+from sb3_exec.market import Market, draw_market
 from sb3_exec.rng import as_seeds
 
 SUMMARY_METRICS = ("shortfall_bps", "objective_bps", "schedule_objective_bps")
@@ -29,7 +30,7 @@ def config_from_kwargs(env_kwargs: Mapping[str, Any] | ExecConfig | None) -> Exe
 
 
 def rollout(
-    cfg: ExecConfig, policy: Policy, market: dynamics.Market, trajectories: bool = False
+    cfg: ExecConfig, policy: Policy, market: Market, trajectories: bool = False
 ) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
     """Run ``policy`` on every episode of ``market`` to the end, all episodes in lockstep.
 
@@ -174,7 +175,7 @@ def evaluate(
     seed_arr = as_seeds(list(seeds))
     if len(np.unique(seed_arr)) != len(seed_arr):
         raise ValueError("seeds: episode seeds must be distinct")
-    market = dynamics.draw_market(cfg, seed_arr)
+    market = draw_market(cfg, seed_arr)
     episode_frames, step_frames = [], []
     for name, policy in resolved.items():
         metrics, steps = rollout(cfg, policy, market, trajectories)

@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from sb3_exec import dynamics
 from sb3_exec.config import ExecConfig, make_config
+from sb3_exec.market import Market, draw_market
 from sb3_exec.env import action_space_for, observation_space_for
 from sb3_exec.rng import as_seeds, next_episode_seeds
 from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
@@ -73,7 +74,7 @@ class ExecutionVecEnv(VecEnv):
         self._views = [_EnvView(self, i) for i in range(int(num_envs))]
         super().__init__(int(num_envs), observation_space_for(self.cfg), action_space_for(self.cfg))
         self.step_infos = step_infos
-        self.market: dynamics.Market | None = None
+        self.market: Market | None = None
         self.state: dynamics.State | None = None
         self.last_step: dynamics.StepResult | None = None
         self._actions: np.ndarray | None = None
@@ -92,7 +93,7 @@ class ExecutionVecEnv(VecEnv):
     def reset(self) -> np.ndarray:
         """Start a fresh episode in every slot (seeds from ``seed()`` if given)."""
         keys = self._first_seeds()
-        self.market = dynamics.draw_market(self.cfg, keys)
+        self.market = draw_market(self.cfg, keys)
         self.state = dynamics.initial_state(self.cfg, self.num_envs)
         self._reset_seeds()
         self._reset_options()
@@ -100,7 +101,7 @@ class ExecutionVecEnv(VecEnv):
 
     def _auto_reset(self, rows: np.ndarray) -> None:
         keys = next_episode_seeds(self.market.seeds[rows])
-        self.market.put(rows, dynamics.draw_market(self.cfg, keys))
+        self.market.put(rows, draw_market(self.cfg, keys))
         self.state.put(rows, dynamics.initial_state(self.cfg, len(rows)))
 
     @property

@@ -11,7 +11,7 @@ from sb3_exec import evaluate
 from sb3_exec.analytic import ac_model, water_fill
 from sb3_exec.baselines import BASELINES, Adaptive, Oracle, Policy
 from sb3_exec.config import make_config
-from sb3_exec.dynamics import draw_market, volume_profile
+from sb3_exec.market import draw_market, volume_profile
 from sb3_exec.rng import as_seeds
 
 
