@@ -1,0 +1,175 @@
+"""Hyperparameter search for one agent on one preset with Optuna (the rl-baselines3-zoo pattern).
+
+    python -m experiments.tune --agent ppo_frac --preset ac60 --trials 30
+    python -m experiments.tune --agent dqn --preset ac2000 --trials 20 --save
+
+A seeded TPE sampler proposes hyperparameters; each trial trains the agent and scores it every
+fifth of its budget on the mean schedule objective over validation seeds only (never the
+evaluation seeds of ``experiments.compare``); a median pruner stops trials that lag. The study
+lives in ``<out>/study.db`` (SQLite): run the command again to resume it, or open it with
+``optuna-dashboard sqlite:///<out>/study.db``. The best hyperparameters are written as YAML
+(``<out>/best.yml``) ready to paste into ``sb3_exec/agents/hyperparams/<agent>.yml``; ``--save``
+writes them there under the preset's key. Optuna is an optional extra:
+``pip install -e ".[tune]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sb3_exec import agents
+from sb3_exec.callbacks import SeededEvalCallback
+from sb3_exec.config import PRESETS
+from sb3_exec.seeding import validation_seeds
+
+DQN_LIKE = ("dqn", "ddqn", "qrdqn")
+
+
+def sample_params(trial: Any, agent: str) -> dict[str, Any]:
+    """Hyperparameters proposed by the trial for the agent's family."""
+    lr = trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
+    if agent in DQN_LIKE:
+        return {
+            "learning_rate": lr,
+            "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+            "target_update_interval": trial.suggest_categorical("target_update_interval", [100, 500, 1000]),
+            "exploration_fraction": trial.suggest_float("exploration_fraction", 0.1, 0.5),
+            "train_freq": trial.suggest_categorical("train_freq", [1, 4]),
+        }
+    params = {
+        "learning_rate": lr,
+        "n_steps": trial.suggest_categorical("n_steps", [64, 128, 256, 512]),
+        "gae_lambda": trial.suggest_float("gae_lambda", 0.8, 1.0),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-6, 1e-2, log=True),
+    }
+    if agent != "a2c":
+        params["n_epochs"] = trial.suggest_int("n_epochs", 3, 20)
+        params["batch_size"] = trial.suggest_categorical("batch_size", [64, 128, 256])
+    if agents.AGENTS[agent].action_mode in ("continuous", "fraction"):
+        params["policy_kwargs"] = {"net_arch": [64, 64],
+                                   "log_std_init": trial.suggest_float("log_std_init", -3.0, 0.0)}
+    return params
+
+
+class TrialEvalCallback(SeededEvalCallback):
+    """``SeededEvalCallback`` that reports each score to the trial and stops pruned trials."""
+
+    def __init__(self, trial: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trial = trial
+        self.pruned = False
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self._next:
+            return True
+        self._next += self.eval_freq
+        score = self.run_evaluation()["schedule_objective_bps"]
+        self.trial.report(score, len(self.history))
+        if self.trial.should_prune():
+            self.pruned = True
+            return False
+        return True
+
+
+def objective(trial: Any, agent: str, preset: str, timesteps: int, seeds: list[int], seed: int) -> float:
+    """Train with the trial's hyperparameters; the mean validation schedule objective (bps)."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(1)
+    params = sample_params(trial, agent)
+    env = agents.make_env(agent, preset, seed=seed)
+    model = agents.make(agent, env, seed=seed, preset=preset, **params)
+    eval_kwargs = {**agents.env_kwargs_for(agent, preset), "reward": "shortfall"}
+    callback = TrialEvalCallback(trial, eval_kwargs, seeds, eval_freq=max(1, timesteps // 5),
+                                 figure_every=0)
+    model.learn(timesteps, callback=callback)
+    if callback.pruned:
+        raise optuna.TrialPruned()
+    return float(callback.history[-1]["schedule_objective_bps"]) if callback.history else float("inf")
+
+
+def best_yaml(study: Any, agent: str, preset: str) -> dict[str, Any]:
+    """The best trial's hyperparameters, keyed by preset (the hyperparams file's layout)."""
+    params = sample_params(_Fixed(study.best_trial.params), agent)
+    return {preset: params}
+
+
+class _Fixed:
+    """Replays a finished trial's parameters through ``sample_params``."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("suggest_"):
+            return lambda key, *args, **kwargs: self.params[key]
+        raise AttributeError(name)
+
+
+def save_into_hyperparams(agent: str, entry: dict[str, Any]) -> Path:
+    """Merge ``entry`` (``{preset: params}``) into the agent's YAML file."""
+    path = agents.HYPERPARAMS_DIR / f"{agent}.yml"
+    table = yaml.safe_load(path.read_text()) or {}
+    for preset, params in entry.items():
+        table.setdefault(preset, {}).update(params)
+    path.write_text(f"# {agent}: defaults and tuned entries (experiments.tune --save)\n"
+                    + yaml.safe_dump(table, sort_keys=False))
+    agents._load_yaml.cache_clear()
+    return path
+
+
+def tune(agent: str, preset: str, trials: int, timesteps: int | None = None, n_validation: int = 100,
+         seed: int = 0, out: str | Path | None = None, save: bool = False) -> dict[str, Any]:
+    """Run (or resume) the study and write the best hyperparameters; returns them."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise SystemExit("experiments.tune needs Optuna: pip install -e \".[tune]\"") from exc
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    budget = int(timesteps or agents.hyperparams(agent, preset).get("n_timesteps", 30_000))
+    out = Path(out or Path("results") / "tune" / f"{agent}_{preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=f"{agent}_{preset}", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    seeds = validation_seeds(n_validation, master=seed)
+    study.optimize(lambda t: objective(t, agent, preset, budget, seeds, seed), n_trials=trials,
+                   show_progress_bar=True)
+    entry = best_yaml(study, agent, preset)
+    (out / "best.yml").write_text(
+        f"# best of {len(study.trials)} trials: validation schedule objective "
+        f"{study.best_value:.4f} bps ({budget} steps, {n_validation} validation episodes)\n"
+        + yaml.safe_dump(entry, sort_keys=False))
+    if save:
+        save_into_hyperparams(agent, entry)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m experiments.tune``."""
+    p = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agent", required=True, choices=sorted(agents.AGENTS))
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
+    p.add_argument("--timesteps", type=int, help="budget per trial (default: the agent's YAML)")
+    p.add_argument("--n-validation", type=int, default=100, help="validation episodes (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="sampler, training and validation seed")
+    p.add_argument("--out", help="study folder (default results/tune/<agent>_<preset>)")
+    p.add_argument("--save", action="store_true", help="write the best into the agent's YAML")
+    a = p.parse_args(argv)
+    entry = tune(a.agent, a.preset, a.trials, a.timesteps, a.n_validation, a.seed, a.out, a.save)
+    print(yaml.safe_dump(entry, sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()
