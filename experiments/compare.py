@@ -33,6 +33,7 @@ import yaml
 from sb3_exec import agents
 from sb3_exec.baselines import BASELINES, baselines_for
 from sb3_exec.config import PRESETS, make_config
+from sb3_exec.dynamics import episode_metrics, initial_state
 from sb3_exec.evaluation import evaluate
 from sb3_exec.seeding import evaluation_seeds, training_seeds, validation_seeds
 from sb3_exec.train import versions, write_json
@@ -131,16 +132,20 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # one core per run: parallelism is across runs
-    from sb3_exec.train import train
+    from sb3_exec.train import load, train
 
     run_dir = Path(spec.run_dir)
     start = time.perf_counter()
     try:
-        res = train(spec.agent, spec.preset, spec.seed, spec.timesteps, run_dir,
-                    n_validation=spec.validation_seeds or 0,
-                    env_overrides=spec.env_overrides, **spec.hyperparams)
-        env_kwargs = {**res.meta["env_kwargs"], "reward": "shortfall"}
-        ev = evaluate({spec.agent: res.model}, env_kwargs, spec.eval_seeds, trajectories=True)
+        if trained(run_dir):  # a finished training whose evaluation is stale: evaluate again
+            model, meta = load(run_dir), json.loads((run_dir / "meta.json").read_text())
+        else:
+            res = train(spec.agent, spec.preset, spec.seed, spec.timesteps, run_dir,
+                        n_validation=spec.validation_seeds or 0,
+                        env_overrides=spec.env_overrides, **spec.hyperparams)
+            model, meta = res.model, res.meta
+        env_kwargs = {**meta["env_kwargs"], "reward": "shortfall"}
+        ev = evaluate({spec.agent: model}, env_kwargs, spec.eval_seeds, trajectories=True)
         episodes = ev.episodes.assign(run_seed=spec.seed)
         if not np.isfinite(episodes.objective_bps).all():
             raise FloatingPointError("non-finite objective in evaluation (NaN weights?)")
@@ -149,8 +154,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         paths = ev.steps.groupby("slice")[["q_rem", "part"]].mean()
         result = {
             "status": "ok", "agent": spec.agent, "seed": spec.seed,
-            "train_seconds": res.meta["train_seconds"], "timesteps": res.meta["timesteps"],
-            "validation": res.meta["validation"],
+            "train_seconds": meta["train_seconds"], "timesteps": meta["timesteps"],
+            "validation": meta["validation"],
             "inventory": paths.q_rem.tolist(), "participation": paths.part.tolist(),
         }
     except Exception as exc:  # a failed run is reported, the others go on
@@ -161,15 +166,31 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     return result
 
 
-def load_result(run_dir: Path) -> dict[str, Any] | None:
-    """A finished run's stored result, or None if it has to run (again)."""
+def _stored_ok(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "result.json"
     if not path.exists():
         return None
     result = json.loads(path.read_text())
-    if result.get("status") != "ok" or not (run_dir / "episodes.csv").exists():
-        return None  # failed or incomplete runs are retried
-    return result
+    return result if result.get("status") == "ok" else None
+
+
+def trained(run_dir: Path) -> bool:
+    """Whether a run finished training (its model and metadata are stored)."""
+    return (_stored_ok(run_dir) is not None and (run_dir / "model.zip").exists()
+            and (run_dir / "meta.json").exists())
+
+
+def load_result(run_dir: Path, columns: Sequence[str]) -> dict[str, Any] | None:
+    """A finished run's stored result, or None if it has to run (again): failed or incomplete
+    runs are retried, and a run whose stored evaluation lacks some of ``columns`` (written by an
+    older version) is evaluated again from its stored model."""
+    result = _stored_ok(run_dir)
+    episodes = run_dir / "episodes.csv"
+    if result is None or not episodes.exists():
+        return None
+    with open(episodes) as f:
+        header = f.readline().strip().split(",")
+    return result if set(columns) <= set(header) else None
 
 
 def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]]:
@@ -178,8 +199,10 @@ def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]
 
     results: dict[str, dict[str, Any]] = {}
     todo = []
+    env_cfg = make_config(cfg.preset, **cfg.env_overrides)
+    columns = list(episode_metrics(env_cfg, initial_state(env_cfg, 1)))
     for spec in specs:
-        stored = load_result(Path(spec.run_dir))
+        stored = load_result(Path(spec.run_dir), columns)
         if stored is not None:
             results[spec.key] = stored
         else:

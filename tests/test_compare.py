@@ -67,6 +67,15 @@ def test_reproducible_and_resumes(tmp_path):
     assert (runs[1] / "result.json").stat().st_mtime_ns == kept
     assert (runs[0] / "result.json").exists()
     assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    # an evaluation written by an older version (a column missing) is redone from the stored
+    # model, without training again
+    old = pd.read_csv(runs[1] / "episodes.csv").drop(columns="penalty_bps")
+    old.to_csv(runs[1] / "episodes.csv", index=False)
+    model_time = (runs[1] / "model.zip").stat().st_mtime_ns
+    compare(CompareConfig(**TINY, out=str(b)))
+    assert "penalty_bps" in pd.read_csv(runs[1] / "episodes.csv")
+    assert (runs[1] / "model.zip").stat().st_mtime_ns == model_time
+    assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
