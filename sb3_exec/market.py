@@ -53,10 +53,6 @@ class Market:
         for f in fields(self):
             getattr(self, f.name)[rows] = getattr(other, f.name)
 
-    def take(self, rows: np.ndarray) -> Market:
-        """The sub-batch ``rows``."""
-        return Market(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
-
 
 def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
     """Draw the exogenous paths of one episode per seed (``seeds`` as from ``rng.as_seeds``)."""
