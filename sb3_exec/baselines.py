@@ -110,21 +110,25 @@ class Immediate(Policy):
 
 def oracle_unsupported(cfg: ExecConfig) -> str | None:
     """Why the oracle and the MPC cannot solve a config exactly (a message naming the field),
-    or None where they can: impact additive in dollars, and with a risk term the exact
-    Almgren-Chriss model (constant liquidity, caps that the closed form respects)."""
+    or None where they can: impact additive in dollars; no permanent impact beside a dark venue;
+    impact linear in the trade where slices are coupled."""
     if cfg.temp_impact == "participation":
         return ("temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
                 "'sqrt'); the notebook's 'participation' impact is proportional to the current price")
-    if cfg.participation_change_penalty:
-        return ("participation_change_penalty: it couples consecutive slices, which the oracle's "
-                "separable solver does not model")
     if cfg.dark_venue and cfg.kappa > 0:
         return ("kappa: with a dark venue the oracle needs no permanent impact (dark fills would "
                 "pair with earlier lit trades)")
-    if cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None:
-        return ("risk_aversion: with a risk term the oracle and the MPC are solved only in the exact "
-                "Almgren-Chriss model (rate impact, constant liquidity, caps not binding)")
+    if coupled(cfg) and cfg.temp_impact == "sqrt":
+        return ("temp_impact: the convex solver for coupled slices (risk term, participation-change "
+                "penalty) needs impact linear in the trade ('rate' or 'linear'), not 'sqrt'")
     return None
+
+
+def coupled(cfg: ExecConfig) -> bool:
+    """Whether the schedule objective couples slices beyond what the closed form solves: a
+    participation-change penalty, or a risk term outside the exact Almgren-Chriss model."""
+    return bool(cfg.participation_change_penalty) or (
+        cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None)
 
 
 def _require_support(cfg: ExecConfig) -> None:
@@ -194,8 +198,60 @@ def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndar
         cols_b.append(np.zeros_like(a))
         cols_c.append(np.zeros_like(a))
         caps.append(dark)
-    plan = water_fill(np.hstack(cols_a), np.hstack(cols_b), np.hstack(caps), total, np.hstack(cols_c))
+    a_all, b_all, cap_all = np.hstack(cols_a), np.hstack(cols_b), np.hstack(caps)
+    plan = water_fill(a_all, b_all, cap_all, total, np.hstack(cols_c))
+    if coupled(cfg):
+        plan = coupled_fill(cfg, a_all, b_all, cap_all, total, plan, volume, dark is not None)
     return plan[:, :n], (plan[:, n + 1:] if dark is not None else np.zeros_like(a))
+
+
+def coupled_fill(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray,
+                 start: np.ndarray, volume: np.ndarray, has_dark: bool,
+                 iterations: int = 300) -> np.ndarray:
+    """The small convex solve where the problem does not separate (batched over episodes).
+
+    Minimises the separable part ``sum a z + b z^2`` of the columns [lit slices | deadline |
+    dark slices] plus the participation-change penalty and the risk term on the holdings after
+    each slice, subject to ``0 <= z <= cap`` and ``sum z = total``, by accelerated projected
+    gradient (FISTA) from the separable solution ``start``; the projection onto the capped
+    simplex is itself a water-filling. A convex quadratic programme, so it converges to the
+    minimum; ``iterations`` bounds the work (tests check it against a generic solver).
+    """
+    n = volume.shape[1]
+    inv_v = 1.0 / volume
+    w = cfg.participation_change_penalty * cfg.notional / 1e4
+    r = cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt
+
+    def grad(z: np.ndarray) -> np.ndarray:
+        g = a + 2 * b * z
+        if w:
+            du = np.diff(z[:, :n] * inv_v, axis=1)
+            g[:, 1:n] += 2 * w * du * inv_v[:, 1:]
+            g[:, : n - 1] -= 2 * w * du * inv_v[:, :-1]
+        if r:
+            traded = z[:, :n] + (z[:, n + 1:] if has_dark else 0.0)
+            held = total[:, None] - np.cumsum(traded, axis=1)[:, : n - 1]  # after slices 0..n-2
+            pull = np.zeros((len(z), n))
+            pull[:, : n - 1] = -2 * r * np.cumsum(held[:, ::-1], axis=1)[:, ::-1]
+            g[:, :n] += pull
+            if has_dark:
+                g[:, n + 1:] += pull
+        return g
+
+    lipschitz = 2 * b.max(axis=1) + 8 * w * (inv_v**2).max(axis=1) + 2 * r * n * n * (2 if has_dark else 1)
+    step = (1.0 / lipschitz)[:, None]
+    half = np.full_like(b, 0.5)
+
+    def project(y: np.ndarray) -> np.ndarray:
+        return water_fill(-y, half, cap, total, iterations=48)
+
+    z, y, t = start, start, 1.0
+    for _ in range(iterations):
+        z_next = project(y - step * grad(y))
+        t_next = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
+        y = z_next + ((t - 1) / t_next) * (z_next - z)
+        z, t = z_next, t_next
+    return z
 
 
 class Oracle(Policy):
@@ -203,13 +259,16 @@ class Oracle(Policy):
 
     Knows the volumes, spreads and predictable drift of every slice (not the unpredictable price
     innovations) and trades the exact minimiser of the episode's schedule objective under the
-    same participation cap every policy obeys (``analytic.water_fill``). So on every episode no
-    policy has a lower schedule objective, and in expectation no causal policy has a lower
-    shortfall. Not causal: a yardstick, not a strategy. Needs additive impact.
+    same participation cap every policy obeys: water-filling (``analytic.water_fill``) where the
+    slices separate, the Almgren-Chriss closed form for its exact model, and a small convex solve
+    (``coupled_fill``) where a risk term or the participation-change penalty couples the slices.
+    So on every episode no policy has a lower schedule objective, and in expectation no causal
+    policy has a lower shortfall. Not causal: a yardstick, not a strategy. Needs additive impact
+    (``oracle_unsupported`` says why where it cannot be solved).
     """
 
     def reset(self, cfg: ExecConfig, market: Market) -> None:
-        if cfg.risk_aversion > 0:
+        if cfg.risk_aversion > 0 and not coupled(cfg):
             self._plan = _risk_schedule(cfg, np.full(len(market), cfg.Q0), 0)
             return
         a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
@@ -293,7 +352,7 @@ class Adaptive(Policy):
         t = int(state.t[active].min())
         if not np.all(state.t[active] == t):
             raise ValueError("Adaptive plans episodes in lockstep (as evaluate runs them)")
-        if cfg.risk_aversion > 0:
+        if cfg.risk_aversion > 0 and not coupled(cfg):
             return _risk_schedule(cfg, state.x, t)[:, 0]
         ex = conditional_liquidity(cfg, market, t)
         # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
