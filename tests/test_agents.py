@@ -70,14 +70,39 @@ def test_every_agent_trains_briefly_and_evaluates(name):
     assert ev.episodes.objective_bps.notna().all() and (ev.episodes.completion >= 0).all()
 
 
-def test_agents_work_on_every_action_mode():
-    for mode in ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid"):
-        env = ExecutionEnv("ac2000", action_mode=mode)
-        name = "ppo_cont" if mode in ("continuous", "fraction") else "ppo"
-        model = agents.make(name, env, seed=0, n_steps=32, batch_size=32)
-        model.learn(64)
-        ev = evaluate({"m": model}, {"preset": "ac2000", "action_mode": mode}, seeds=range(5))
-        assert len(ev.episodes) == 5
+DISCRETE_MODES = ("participation", "twap_multiple", "fraction_grid")
+BOX_MODES = ("continuous", "fraction")
+
+
+@pytest.mark.parametrize("name", sorted(agents.AGENTS))
+def test_each_agent_on_each_action_mode_it_supports(name):
+    """Every registered agent trains briefly on every action mode of its kind (discrete grids for
+    the DQN family, A2C and PPO; boxes for the continuous PPOs), dark venue included, and its
+    deterministic policy evaluates on the same episodes as TWAP."""
+    continuous = agents.AGENTS[name].action_mode in BOX_MODES
+    small = {"learning_starts": 50} if "dqn" in name else {"n_steps": 32}
+    if name.startswith("ppo"):
+        small["batch_size"] = 32
+    for mode in BOX_MODES if continuous else DISCRETE_MODES:
+        for extra in ({}, {"dark_share": 0.1}):
+            kw = {"preset": "liquidity", "action_mode": mode, "T": 10, **extra}
+            env = ExecutionEnv(**kw)
+            model = agents.make(name, env, seed=0, preset="liquidity", **small)
+            model.learn(120)
+            ev = evaluate({"m": model, "twap": "twap"}, kw, seeds=range(10))
+            assert ev.episodes.objective_bps.notna().all(), (mode, extra)
+
+
+def test_any_other_sb3_algorithm_works_on_the_env_unchanged():
+    from stable_baselines3 import SAC, TD3
+
+    for algo in (SAC, TD3):
+        env = ExecutionEnv("ac2000", action_mode="fraction")
+        model = algo("MlpPolicy", env, learning_starts=20, seed=0)
+        model.learn(60)
+        ev = evaluate({"m": model, "twap": "twap"}, {"preset": "ac2000", "action_mode": "fraction"},
+                      seeds=range(10))
+        assert ev.episodes.schedule_objective_bps.notna().all()
 
 
 def test_registry_errors():
