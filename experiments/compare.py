@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -126,6 +127,20 @@ class RunSpec:
     def key(self) -> str:
         return f"{self.agent}_s{self.seed}"
 
+    @property
+    def fingerprint(self) -> str:
+        """What determines the trained model: a stored run is reused only if this matches."""
+        params = {**agents.hyperparams(self.agent, self.preset), **self.hyperparams}
+        budget = self.timesteps or params.get("n_timesteps")
+        return json.dumps({"agent": self.agent, "seed": self.seed, "preset": self.preset,
+                           "env": self.env_overrides, "timesteps": budget, "params": params,
+                           "validation": self.validation_seeds}, sort_keys=True, default=str)
+
+    @property
+    def eval_key(self) -> str:
+        """What determines the stored evaluation, beside the model."""
+        return hashlib.sha256(json.dumps(self.eval_seeds).encode()).hexdigest()
+
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """Train, evaluate and store one run; never raises (a failure is written and returned)."""
@@ -137,7 +152,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     run_dir = Path(spec.run_dir)
     start = time.perf_counter()
     try:
-        if trained(run_dir):  # a finished training whose evaluation is stale: evaluate again
+        if trained(run_dir, spec.fingerprint):  # trained already; its evaluation is stale
             model, meta = load(run_dir), json.loads((run_dir / "meta.json").read_text())
         else:
             res = train(spec.agent, spec.preset, spec.seed, spec.timesteps, run_dir,
@@ -162,6 +177,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         result = {"status": "failed", "agent": spec.agent, "seed": spec.seed,
                   "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     result["wall_seconds"] = time.perf_counter() - start
+    result["fingerprint"], result["eval_key"] = spec.fingerprint, spec.eval_key
     write_json(run_dir / "result.json", result)
     return result
 
@@ -174,19 +190,22 @@ def _stored_ok(run_dir: Path) -> dict[str, Any] | None:
     return result if result.get("status") == "ok" else None
 
 
-def trained(run_dir: Path) -> bool:
-    """Whether a run finished training (its model and metadata are stored)."""
-    return (_stored_ok(run_dir) is not None and (run_dir / "model.zip").exists()
-            and (run_dir / "meta.json").exists())
+def trained(run_dir: Path, fingerprint: str) -> bool:
+    """Whether a run finished training with the same settings (model and metadata stored)."""
+    result = _stored_ok(run_dir)
+    return (result is not None and result.get("fingerprint") == fingerprint
+            and (run_dir / "model.zip").exists() and (run_dir / "meta.json").exists())
 
 
-def load_result(run_dir: Path, columns: Sequence[str]) -> dict[str, Any] | None:
+def load_result(run_dir: Path, spec: RunSpec, columns: Sequence[str]) -> dict[str, Any] | None:
     """A finished run's stored result, or None if it has to run (again): failed or incomplete
-    runs are retried, and a run whose stored evaluation lacks some of ``columns`` (written by an
-    older version) is evaluated again from its stored model."""
+    runs are retried; a run trained with other settings (hyperparameters, budget, seeds) is
+    trained again; a run whose stored evaluation is stale (other evaluation seeds, or lacking some
+    of ``columns`` because an older version wrote it) is evaluated again from its stored model."""
     result = _stored_ok(run_dir)
     episodes = run_dir / "episodes.csv"
-    if result is None or not episodes.exists():
+    if (result is None or not episodes.exists() or result.get("fingerprint") != spec.fingerprint
+            or result.get("eval_key") != spec.eval_key):
         return None
     with open(episodes) as f:
         header = f.readline().strip().split(",")
@@ -202,7 +221,7 @@ def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]
     env_cfg = make_config(cfg.preset, **cfg.env_overrides)
     columns = list(episode_metrics(env_cfg, initial_state(env_cfg, 1)))
     for spec in specs:
-        stored = load_result(Path(spec.run_dir), columns)
+        stored = load_result(Path(spec.run_dir), spec, columns)
         if stored is not None:
             results[spec.key] = stored
         else:

@@ -76,6 +76,10 @@ def test_reproducible_and_resumes(tmp_path):
     assert "penalty_bps" in pd.read_csv(runs[1] / "episodes.csv")
     assert (runs[1] / "model.zip").stat().st_mtime_ns == model_time
     assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    # other hyperparameters: the stored runs are not reused, they train again
+    changed = {**TINY, "hyperparams": {"ppo": {"n_steps": 32, "batch_size": 32}}}
+    compare(CompareConfig(**changed, out=str(b)))
+    assert (runs[1] / "model.zip").stat().st_mtime_ns != model_time
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
