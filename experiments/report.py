@@ -12,7 +12,6 @@ from scipy import stats
 
 from sb3_exec.analytic import ACModel, ac_model
 from sb3_exec.evaluation import Evaluation
-from sb3_exec.train import write_json
 
 METRICS = ("objective_bps", "schedule_objective_bps")
 
@@ -318,5 +317,4 @@ def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["agent_table", "figures", "iqm_ci", "main_table", "markdown", "summarize", "write_json",
-           "write_outputs"]
+__all__ = ["agent_table", "figures", "iqm_ci", "main_table", "markdown", "summarize", "write_outputs"]

@@ -277,7 +277,7 @@ class Oracle(Policy):
             np.full(len(market), cfg.Q0), dark=market.dark if cfg.dark_venue else None)
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
-        rows, t = np.arange(len(state.t)), np.minimum(state.t, cfg.T - 1)
+        rows, t = slice_view(market, state)
         if cfg.dark_venue:
             return self._plan[rows, t], self._dark[rows, t]
         return self._plan[rows, t]
