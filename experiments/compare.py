@@ -1,6 +1,6 @@
 """Train every agent over several seeds and compare it with every baseline on the same episodes.
 
-    python -m experiments.compare                      # the quick default (ac2000, < 10 min)
+    python -m experiments.compare                      # the quick default (ac2000 + liquidity, < 10 min)
     python -m experiments.compare --config experiments/configs/paper.yaml
     python -m experiments.compare --agents ppo --seeds 5 --timesteps 50000 --preset seed
 
@@ -10,6 +10,11 @@ disjoint, see ``sb3_exec.seeding``). Each run (agent x training seed) trains in 
 is skipped when the command is run again, so an interrupted comparison resumes where it stopped.
 Outputs: ``summary.csv``, ``episodes.csv``, ``report.md``, figures and ``metadata.json``.
 TensorBoard: ``tensorboard --logdir <out>/runs``.
+
+A config file may hold ``parts``: a list of comparisons (one per preset, say) that share the
+file's other settings; each writes ``<out>/<part name>/`` and ``<out>/README.md`` indexes them.
+``--part`` runs some of them; ``--preset`` runs the part of that preset (or the shared settings
+on that preset where no part has it).
 """
 
 from __future__ import annotations
@@ -99,8 +104,17 @@ class CompareConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> CompareConfig:
-        """Load a config file; ``overrides`` (non-None values) replace its entries."""
+        """Load a single-comparison config file; ``overrides`` (non-None values) replace its
+        entries (``load_configs`` reads files with ``parts``)."""
         data = yaml.safe_load(Path(path).read_text()) or {}
+        if "parts" in data:
+            raise ValueError(f"parts: {path} holds several comparisons; use load_configs")
+        return cls.from_dict(data, **overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> CompareConfig:
+        """A config from a mapping of settings; ``overrides`` (non-None values) replace them."""
+        data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -313,13 +327,57 @@ def compare(cfg: CompareConfig) -> Path:
     return out
 
 
-def parse_args(argv: Sequence[str] | None = None) -> CompareConfig:
+def load_configs(path: str | Path, parts: Sequence[str] | None = None,
+                 **overrides: Any) -> list[CompareConfig]:
+    """The comparisons a config file describes: one, or one per entry of its ``parts`` (each
+    part's settings over the file's shared ones, written to ``<out>/<part name>/``). ``parts``
+    selects some by name; a ``preset`` override keeps the part of that preset (or the shared
+    settings with that preset where no part has it); other ``overrides`` apply to every part."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    entries = data.pop("parts", None)
+    if entries is None:
+        if parts:
+            raise ValueError(f"part: {path} has no parts")
+        return [CompareConfig.from_dict(data, **overrides)]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and e.get("name") for e in entries):
+        raise ValueError("parts: a list of settings, each with a name")
+    names = [e["name"] for e in entries]
+    if parts:
+        unknown = sorted(set(parts) - set(names))
+        if unknown:
+            raise ValueError(f"part: unknown part(s) {unknown}; the parts are {names}")
+        entries = [e for e in entries if e["name"] in parts]
+    preset = overrides.get("preset")
+    if preset is not None:
+        entries = [e for e in entries if e.get("preset") == preset][:1] or [{"name": preset}]
+    root = Path(overrides.pop("out", None) or data.pop("out", None) or Path("results") / data.get("name", "compare"))
+    if overrides.get("name"):
+        root = Path("results") / overrides.pop("name")
+    return [CompareConfig.from_dict({**data, **e}, **overrides, out=str(root / e["name"]),
+                                    name=f"{root.name}/{e['name']}") for e in entries]
+
+
+def write_index(root: Path, outs: Sequence[Path]) -> Path:
+    """``<root>/README.md``: every part's headline tables, linked to its report."""
+    lines = [f"# {root.name}: {len(outs)} comparisons", "",
+             "Written by `python -m experiments.compare`; each part's `report.md` has the figures, "
+             "CIs and settings.", ""]
+    for out in outs:
+        lines += [f"## [{out.name}]({out.name}/report.md)", "", "```",
+                  (out / "summary_table.txt").read_text().rstrip(), "```", ""]
+    path = root / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def parse_args(argv: Sequence[str] | None = None) -> list[CompareConfig]:
     """Command-line options over the config file (the quick default when none is given)."""
     p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(CONFIG_DIR / "quick.yaml"),
                    help="experiment YAML (default: experiments/configs/quick.yaml)")
     p.add_argument("--name", help="output folder name under results/")
+    p.add_argument("--part", nargs="+", help="run only these parts of a multi-part config")
     p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
     p.add_argument("--agents", nargs="*", choices=sorted(agents.AGENTS),
                    help="agents to train (none: a baselines-only comparison)")
@@ -339,7 +397,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CompareConfig:
                                             "timesteps", "eval_episodes", "validation_episodes",
                                             "master_seed", "workers", "backend", "address", "out")}
     try:
-        return CompareConfig.from_yaml(a.config, **overrides)
+        return load_configs(a.config, a.part, **{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, OSError) as exc:
         p.error(str(exc))
         raise  # unreachable: p.error exits
@@ -347,10 +405,17 @@ def parse_args(argv: Sequence[str] | None = None) -> CompareConfig:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m experiments.compare``."""
-    cfg = parse_args(argv)
-    out = compare(cfg)
-    print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
-    print((out / "summary_table.txt").read_text())
+    cfgs = parse_args(argv)
+    outs = []
+    for i, cfg in enumerate(cfgs):
+        if len(cfgs) > 1:
+            print(f"\n[{i + 1}/{len(cfgs)}] {cfg.name}: {cfg.preset}, agents {cfg.agents}")
+        out = compare(cfg)
+        outs.append(out)
+        print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
+        print((out / "summary_table.txt").read_text())
+    if len(cfgs) > 1:
+        print(f"wrote {write_index(outs[0].parent, outs)}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import yaml
 
 from sb3_exec import agents
 from sb3_exec.callbacks import SeededEvalCallback
-from sb3_exec.config import PRESETS
+from sb3_exec.config import BOX_MODES, PRESETS
 from sb3_exec.seeding import validation_seeds
 
 DQN_LIKE = ("dqn", "ddqn", "qrdqn")
@@ -40,16 +40,18 @@ def sample_params(trial: Any, agent: str) -> dict[str, Any]:
             "exploration_fraction": trial.suggest_float("exploration_fraction", 0.1, 0.5),
             "train_freq": trial.suggest_categorical("train_freq", [1, 4]),
         }
+    # the residual agent steps 64 envs (the MPC plans them as one batch): shorter rollouts
+    rollouts = [16, 40, 80] if agents.AGENTS[agent].action_mode == "residual" else [64, 128, 256, 512]
     params = {
         "learning_rate": lr,
-        "n_steps": trial.suggest_categorical("n_steps", [64, 128, 256, 512]),
+        "n_steps": trial.suggest_categorical("n_steps", rollouts),
         "gae_lambda": trial.suggest_float("gae_lambda", 0.8, 1.0),
         "ent_coef": trial.suggest_float("ent_coef", 1e-6, 1e-2, log=True),
     }
     if agent != "a2c":
         params["n_epochs"] = trial.suggest_int("n_epochs", 3, 20)
         params["batch_size"] = trial.suggest_categorical("batch_size", [64, 128, 256])
-    if agents.AGENTS[agent].action_mode in ("continuous", "fraction"):
+    if agents.AGENTS[agent].action_mode in BOX_MODES:
         params["policy_kwargs"] = {"net_arch": [64, 64],
                                    "log_std_init": trial.suggest_float("log_std_init", -3.0, 0.0)}
     return params

@@ -136,7 +136,15 @@ def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray,
     if np.any(linear & ~np.isfinite(cap)):
         raise ValueError("b: a slice with a linear cost (b = c = 0) needs a finite cap")
 
+    quadratic = not c.any()
+    if quadratic:  # the common case, on a fast path: q = clip((nu - a) / 2b, 0, cap)
+        with np.errstate(divide="ignore"):  # a linear slice: its whole (finite) cap once nu > a
+            half_slope = np.where(b > 0, 0.5 / np.where(b > 0, b, 1.0), 1e300)
+
     def q_of(nu: np.ndarray) -> np.ndarray:
+        if quadratic:
+            with np.errstate(over="ignore"):
+                return np.minimum(np.maximum(nu[:, None] - a, 0.0) * half_slope, cap)
         gap = np.maximum(nu[:, None] - a, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             lin = np.where(b > 0, gap / (2 * b), np.inf)

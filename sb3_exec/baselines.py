@@ -9,6 +9,7 @@ future, which only non-causal references (an oracle) may read.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -171,13 +172,15 @@ def _risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int) -> np.ndarray:
 def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray,
                        volume: np.ndarray, half_spread: np.ndarray, mid_sched: np.ndarray,
                        total: np.ndarray, inv_volume_sq: np.ndarray | None = None,
-                       dark: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       dark: np.ndarray | None = None,
+                       past: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Water-fill the slices' lit trades, their dark orders (at the mid plus adverse selection,
     capped by the dark liquidity ``dark``) and, as one more uncapped option, the deadline
     liquidation of what is left (spread plus ``deadline_penalty`` times the temporary impact at
     the last slice's volume). Returns the plans ``(lit, dark)`` of the real slices (the env
     forces the rest at the deadline). ``inv_volume_sq``: ``E[1/V^2]`` for the aggressiveness
-    penalty (default ``1/volume^2``).
+    penalty (default ``1/volume^2``). ``past``: a ``(B, n)`` mask of slices that can no longer trade
+    (capped at 0).
 
     The deadline option is exact without permanent impact (``kappa = 0``) and approximate
     otherwise (its permanent-impact pairing is that of one more slice)."""
@@ -191,8 +194,12 @@ def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndar
     if cfg.aggressiveness_penalty:  # w bps * (q/V)^2 on lit trades, not on the deadline's
         inv_sq = 1.0 / volume**2 if inv_volume_sq is None else inv_volume_sq
         b = b + cfg.aggressiveness_penalty * (cfg.notional / 1e4) * inv_sq
+    lit_cap = cfg.max_participation * volume
+    if past is not None:
+        lit_cap = np.where(past, 0.0, lit_cap)
+        dark = None if dark is None else np.where(past, 0.0, dark)
     cols_a, cols_b, cols_c, caps = [a, a_d[:, None]], [b, b_d[:, None]], [c, c_d[:, None]], [
-        cfg.max_participation * volume, total[:, None]]
+        lit_cap, total[:, None]]
     if dark is not None:
         cols_a.append(cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0)
         cols_b.append(np.zeros_like(a))
@@ -283,20 +290,37 @@ class Oracle(Policy):
         return self._plan[rows, t]
 
 
-def conditional_liquidity(cfg: ExecConfig, market: Market, t: int) -> dict[str, np.ndarray]:
-    """What the model expects of slices ``t..T-1`` given slice ``t``'s observed volume and
-    spread, ``(B, T - t)`` arrays (slice ``t`` itself is the observed value):
+def conditional_liquidity(cfg: ExecConfig, market: Market, t: int | np.ndarray) -> dict[str, np.ndarray]:
+    """What the model expects of the slices still to come given the current slice's observed
+    volume and spread (the current slice itself is the observed value).
+
+    With ``t`` an int (every episode at slice ``t``) the arrays are ``(B, T - t)``: slices
+    ``t..T-1``. With ``t`` a ``(B,)`` array (episodes at different slices) they are ``(B, T)``
+    over all slices, and ``past`` marks the slices before each episode's own ``t`` (their values
+    are placeholders: a planner caps them at 0).
 
     - ``inv_volume``: ``E[1/V_k]`` (the expected temporary cost of a fixed trade is linear in it),
     - ``volume_low``: a conservative volume for the cap (one conditional SD below the median),
     - ``volume``: ``E[V_k]``, and ``half_spread``: ``E[half-spread_k]``.
     """
-    n, B = cfg.T - t, len(market)
-    k = np.arange(n)[None, :]
-    mean_v = np.broadcast_to(cfg.vol_mu * volume_profile(cfg)[t:][None, :], (B, n))
+    B = len(market)
+    rows = np.arange(B)
+    if np.ndim(t) == 0:
+        n, t0 = cfg.T - int(t), np.full(B, int(t))
+        k = np.broadcast_to(np.arange(n)[None, :], (B, n))
+        now = np.zeros(B, dtype=np.int64)  # the current slice's column
+        profile = np.broadcast_to(volume_profile(cfg)[int(t):][None, :], (B, n))
+    else:
+        n, t0 = cfg.T, np.asarray(t, dtype=np.int64)
+        k = np.maximum(np.arange(n)[None, :] - t0[:, None], 0)
+        now = t0
+        profile = np.broadcast_to(volume_profile(cfg)[None, :], (B, n))
+    mean_v = cfg.vol_mu * profile
+    mean_now = mean_v[rows, now]
+    v_now, s_now = market.volume[rows, t0], market.half_spread[rows, t0]
     if cfg.volume_model == "log_ar1":
         s2 = stationary_var(cfg.volume_phi, cfg.volume_innov_sd)
-        z = np.log(market.volume[:, t] / mean_v[:, 0]) + 0.5 * s2  # the AR state now
+        z = np.log(v_now / mean_now) + 0.5 * s2  # the AR state now
         pk = cfg.volume_phi**k
         cond_mean, cond_var = pk * z[:, None], s2 * (1 - pk**2)
         volume = mean_v * np.exp(cond_mean + 0.5 * cond_var - 0.5 * s2)
@@ -309,31 +333,37 @@ def conditional_liquidity(cfg: ExecConfig, market: Market, t: int) -> dict[str, 
     base = cfg.spread_bps * 1e-4 * cfg.p0
     if cfg.spread_model == "log_ar1":
         s2 = stationary_var(cfg.spread_phi, cfg.spread_innov_sd)
-        y = np.log(market.half_spread[:, t] / base) + 0.5 * s2
+        y = np.log(s_now / base) + 0.5 * s2
         pk = cfg.spread_phi**k
         spread = base * np.exp(pk * y[:, None] - 0.5 * s2 * pk**2)
     else:
         spread = np.full((B, n), base)
-    for arr, now in ((volume, market.volume[:, t]), (volume_low, market.volume[:, t]),
-                     (spread, market.half_spread[:, t])):
-        arr[:, 0] = now
-    inv_volume[:, 0] = 1.0 / market.volume[:, t]
+    for arr, value in ((volume, v_now), (volume_low, v_now), (spread, s_now)):
+        arr[rows, now] = value
+    inv_volume[rows, now] = 1.0 / v_now
     # the predictable mid: what is known now plus the signal's expected future drift
-    step = cfg.signal_strength * cfg.p0 * cfg.sigma * np.sqrt(cfg.dt) * cfg.signal_phi ** np.arange(n + 1)
+    step = cfg.signal_strength * cfg.p0 * cfg.sigma * np.sqrt(cfg.dt) * cfg.signal_phi ** np.arange(cfg.T + 1)
     later = np.concatenate([[0.0], np.cumsum(step)])  # drifts of the next 0, 1, ... slices
-    added = later[1:n + 1] - later[1] if cfg.shock_before_trade else later[:n]
-    mid_sched = market.mid_sched[:, t][:, None] + added[None, :] * market.signal[:, t][:, None]
-    return {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume,
-            "half_spread": spread, "mid_sched": mid_sched}
+    added = later[k + 1] - later[1] if cfg.shock_before_trade else later[k]
+    mid_sched = market.mid_sched[rows, t0][:, None] + added * market.signal[rows, t0][:, None]
+    out = {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume,
+           "half_spread": spread, "mid_sched": mid_sched}
+    if np.ndim(t) != 0:
+        out["past"] = np.arange(n)[None, :] < t0[:, None]
+    return out
 
 
-def expected_dark(cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray) -> np.ndarray:
+def expected_dark(cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray,
+                  now: np.ndarray | None = None) -> np.ndarray:
     """The MPC's dark capacity: the mean for the slice at hand (posting more costs nothing), and
     for later slices a conservative one, one log-SD below the median (relying on hidden
-    liquidity that may not come leaves inventory for the deadline)."""
+    liquidity that may not come leaves inventory for the deadline). ``now``: each row's current
+    column (default 0)."""
     sd = cfg.dark_log_sd
     cap = cfg.dark_share * volume_low * np.exp(-0.5 * sd**2 - sd)
-    cap[:, 0] = cfg.dark_share * volume[:, 0]
+    rows = np.arange(len(cap))
+    col = np.zeros(len(cap), dtype=np.int64) if now is None else now
+    cap[rows, col] = cfg.dark_share * volume[rows, col]
     return cap
 
 
@@ -342,27 +372,57 @@ class Adaptive(Policy):
 
     At every slice it solves the oracle's problem over the remaining slices with the slice's
     observed volume and spread and the model's conditional expectations for later slices, and
-    trades the first slice of that plan. Causal. On ``ac2000`` it is the Almgren-Chriss schedule.
+    trades the first slice of that plan (``mpc_orders``). Causal. On ``ac2000`` it is the
+    Almgren-Chriss schedule.
     """
 
-    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
-        active = ~state.done
-        if not active.any():
-            return np.zeros(len(state.t))
-        t = int(state.t[active].min())
-        if not np.all(state.t[active] == t):
-            raise ValueError("Adaptive plans episodes in lockstep (as evaluate runs them)")
-        if cfg.risk_aversion > 0 and not coupled(cfg):
-            return _risk_schedule(cfg, state.x, t)[:, 0]
-        ex = conditional_liquidity(cfg, market, t)
-        # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
-        a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"],
-                                             ex["mid_sched"])
-        lit, dark = plan_with_deadline(
-            cfg, a, b, c, ex["volume_low"], ex["half_spread"], ex["mid_sched"], state.x,
-            inv_volume_sq=ex["inv_volume"] ** 2,
-            dark=expected_dark(cfg, ex["volume"], ex["volume_low"]) if cfg.dark_venue else None)
-        return (lit[:, 0], dark[:, 0]) if cfg.dark_venue else lit[:, 0]
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
+        lit, dark = mpc_orders(cfg, market, state)
+        return lit if dark is None else (lit, dark)
+
+
+def mpc_orders(cfg: ExecConfig, market: Market, state: State,
+               per_row: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The adaptive MPC's orders ``(lit shares, dark order or None)`` for every episode of a
+    batch at its own current slice (episodes need not be in lockstep: the batched env's are not).
+
+    Episodes at one slice are planned over the slices left; at different slices, over all ``T``
+    slices with the past ones capped at 0 (the same plan), except where the slices are coupled
+    (a risk term or the participation-change penalty), which plans each slice's group apart.
+    ``per_row=True`` plans over all ``T`` slices even in lockstep, so that each episode's orders
+    do not depend on the rest of the batch (the envs' ``residual`` mode: the batched env
+    reproduces the single env bit for bit).
+    """
+    _require_support(cfg)
+    t = np.minimum(state.t, cfg.T - 1)
+    live = t[~state.done]
+    lockstep = len(live) == 0 or bool(np.all(live == live[0]))
+    separable = not coupled(cfg) and cfg.risk_aversion == 0
+    if not lockstep and not separable:
+        lit, dark = np.zeros(len(t)), np.zeros(len(t))
+        for slice_t in np.unique(t):
+            rows = np.flatnonzero(t == slice_t)
+            sub = State(**{f.name: getattr(state, f.name)[rows] for f in fields(State)})
+            sub.t = np.full(len(rows), slice_t)
+            lit[rows], dark_rows = mpc_orders(cfg, market.take(rows), sub)
+            if dark_rows is not None:
+                dark[rows] = dark_rows
+        return lit, (dark if cfg.dark_venue else None)
+    at: int | np.ndarray = t if (per_row and separable) or not lockstep else int(live[0]) if len(live) else 0
+    if cfg.risk_aversion > 0 and not coupled(cfg):
+        return _risk_schedule(cfg, state.x, int(at))[:, 0], (np.zeros(len(t)) if cfg.dark_venue else None)
+    ex = conditional_liquidity(cfg, market, at)
+    past = ex.get("past")
+    col = np.zeros(len(t), dtype=np.int64) if past is None else t
+    # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
+    a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"], ex["mid_sched"])
+    lit, dark = plan_with_deadline(
+        cfg, a, b, c, ex["volume_low"], ex["half_spread"], ex["mid_sched"], state.x,
+        inv_volume_sq=ex["inv_volume"] ** 2,
+        dark=expected_dark(cfg, ex["volume"], ex["volume_low"], col) if cfg.dark_venue else None,
+        past=past)
+    rows = np.arange(len(t))
+    return lit[rows, col], (dark[rows, col] if cfg.dark_venue else None)
 
 
 class ModelPolicy(Policy):

@@ -20,7 +20,8 @@ SIDES = ("sell", "buy")
 TEMP_IMPACTS = ("participation", "rate", "linear", "sqrt")
 VOLUME_MODELS = ("normal", "log_ar1")
 SPREAD_MODELS = ("constant", "log_ar1")
-ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid")
+ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid", "residual")
+BOX_MODES = ("continuous", "fraction", "residual")  # the modes with a Box action space
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 # 0 and 20 fractions of the remaining inventory spaced geometrically from 1% to 100%
@@ -102,7 +103,11 @@ class ExecConfig:
         mapped linearly to a multiple in [0, max(twap_multiples)]), ``"fraction"`` (a Box in
         [-1, 1] mapped linearly to a fraction in [0, 1] of the remaining inventory) or
         ``"fraction_grid"`` (a fraction from ``fraction_grid``); the fraction modes can express
-        the front-loaded schedules that risk aversion calls for
+        the front-loaded schedules that risk aversion calls for; ``"residual"`` (a Box in
+        [-1, 1] mapped to a multiplier in [1/residual_range, residual_range] on the adaptive MPC's trade for
+        the slice, ``baselines.mpc_orders``: action 0 is the MPC; needs a config the MPC solves)
+    :param residual_range: the largest multiplier (and the inverse of the smallest) that
+        ``action_mode="residual"`` applies to the MPC's trade, > 1
     :param reward: ``"shortfall"`` (minus the realized slice cost plus risk term, in bps) or
         ``"schedule"`` (minus the slice's schedule cost plus risk term): changes training only
     """
@@ -144,6 +149,7 @@ class ExecConfig:
     twap_multiples: tuple[float, ...] = field(default=DEFAULT_TWAP_MULTIPLES)
     fraction_grid: tuple[float, ...] = field(default=DEFAULT_FRACTION_GRID)
     action_mode: str = "twap_multiple"
+    residual_range: float = 2.0
     reward: str = "shortfall"
     buy: dataclasses.InitVar[bool | None] = None
 
@@ -329,6 +335,14 @@ def _validate(cfg: ExecConfig) -> None:
         raise ValueError(f"side must be one of {SIDES}, got {cfg.side!r}")
     if cfg.action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {cfg.action_mode!r}")
+    _check_number("residual_range", cfg.residual_range, low=1, low_open=True)
+    if cfg.action_mode == "residual":
+        from sb3_exec.baselines import oracle_unsupported  # the MPC lives with the baselines
+
+        reason = oracle_unsupported(cfg)
+        if reason is not None:
+            raise ValueError(f"action_mode: 'residual' acts on the adaptive MPC, which cannot "
+                             f"solve this config ({reason})")
     if cfg.reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {cfg.reward!r}")
     if cfg.volume_model not in VOLUME_MODELS:

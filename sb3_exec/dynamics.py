@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sb3_exec.config import ExecConfig
+from sb3_exec.config import BOX_MODES, ExecConfig
 from sb3_exec.market import Market
 
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
@@ -47,13 +47,22 @@ OBS_HIGH = np.array([1, 1, 100, 100, 1000, 1], dtype=np.float32)
 LOB_NAMES = ("signal", "depth_imbalance", "last_volume")
 LOB_LOW = np.array([-10, -1, 0], dtype=np.float32)
 LOB_HIGH = np.array([10, 1, 100], dtype=np.float32)
+# with ``action_mode="residual"``: the MPC's lit trade (and dark order, with a dark venue) for the
+# slice as fractions of the inventory left
+PLAN_NAMES = ("mpc_fraction", "mpc_dark_fraction")
 
 
 def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of a config's observation."""
+    low, high = [OBS_LOW], [OBS_HIGH]
     if cfg.lob_features:
-        return np.concatenate([OBS_LOW, LOB_LOW]), np.concatenate([OBS_HIGH, LOB_HIGH])
-    return OBS_LOW, OBS_HIGH
+        low.append(LOB_LOW)
+        high.append(LOB_HIGH)
+    if cfg.action_mode == "residual":
+        k = 2 if cfg.dark_venue else 1
+        low.append(np.zeros(k, dtype=np.float32))
+        high.append(np.ones(k, dtype=np.float32))
+    return np.concatenate(low), np.concatenate(high)
 
 
 @dataclass
@@ -71,6 +80,9 @@ class State:
     last_part: np.ndarray  # participation q/V of the last slice traded
     part_sum: np.ndarray  # sum of the participations of the slices traded
     done: np.ndarray  # bool: order complete or deadline passed
+    plan_t: np.ndarray  # slice the cached MPC orders below are for (-1: none; residual mode)
+    plan_lit: np.ndarray  # the MPC's lit trade for slice plan_t (shares)
+    plan_dark: np.ndarray  # the MPC's dark order for slice plan_t (shares)
 
     def put(self, rows: np.ndarray, other: State) -> None:
         """Overwrite episodes ``rows`` with ``other``'s."""
@@ -136,12 +148,14 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     the whole order left, nothing traded."""
     if n is None:
         return State(t=0, x=float(cfg.Q0), perm=0.0, cost=0.0, sched_cost=0.0, risk=0.0,
-                     penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0, done=False)  # type: ignore[arg-type]
+                     penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0, done=False,
+                     plan_t=-1, plan_lit=0.0, plan_dark=0.0)  # type: ignore[arg-type]
     z = np.zeros(n)
     return State(
         t=np.zeros(n, dtype=np.int64), x=np.full(n, cfg.Q0), perm=z.copy(), cost=z.copy(),
         sched_cost=z.copy(), risk=z.copy(), penalty=z.copy(), forced=z.copy(), last_part=z.copy(),
-        part_sum=z.copy(), done=np.zeros(n, dtype=bool),
+        part_sum=z.copy(), done=np.zeros(n, dtype=bool), plan_t=np.full(n, -1, dtype=np.int64),
+        plan_lit=z.copy(), plan_dark=z.copy(),
     )
 
 
@@ -257,9 +271,11 @@ def accumulate(state: State, res: StepResult) -> None:
 
 
 def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread: Any,
-             mid_known: Any, perm: Any, last_part: Any, lob: tuple[Any, Any, Any] = ()) -> tuple[Any, ...]:
+             mid_known: Any, perm: Any, last_part: Any, lob: tuple[Any, Any, Any] = (),
+             plan: tuple[Any, ...] = ()) -> tuple[Any, ...]:
     """The observation features (``OBS_NAMES``, then ``LOB_NAMES`` when ``lob`` = (signal,
-    imbalance, last volume) is given) in float64, clipped to the space's bounds."""
+    imbalance, last volume) is given, then ``PLAN_NAMES`` when ``plan`` = the MPC's (lit, dark)
+    orders is given) in float64, clipped to the space's bounds."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
     move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
     base = (
@@ -270,14 +286,17 @@ def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread
         ops.minimum(ops.maximum(move, float(OBS_LOW[4])), float(OBS_HIGH[4])),
         last_part,
     )
-    if not lob:
-        return base
-    signal, imbalance, last_volume = lob
-    return base + (
-        ops.minimum(ops.maximum(signal, float(LOB_LOW[0])), float(LOB_HIGH[0])),
-        imbalance,
-        ops.minimum(last_volume * (1.0 / cfg.vol_mu), float(LOB_HIGH[2])),
-    )
+    if lob:
+        signal, imbalance, last_volume = lob
+        base += (
+            ops.minimum(ops.maximum(signal, float(LOB_LOW[0])), float(LOB_HIGH[0])),
+            imbalance,
+            ops.minimum(last_volume * (1.0 / cfg.vol_mu), float(LOB_HIGH[2])),
+        )
+    if plan:
+        inv_x = ops.where(x > 0, 1.0 / ops.maximum(x, 1e-300), 0.0)
+        base += tuple(ops.minimum(order * inv_x, 1.0) for order in plan)
+    return base
 
 
 def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
@@ -296,16 +315,44 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     if cfg.lob_features:
         last = np.maximum(idx - 1, market.row_offsets)  # slice t-1 (slice 0 at the start)
         lob = (market.signal.take(idx), market.imbalance.take(idx), market.volume.take(last))
+    plan: tuple[Any, ...] = ()
+    if cfg.action_mode == "residual":
+        lit, dark = planned_orders(cfg, market, state)
+        plan = (lit, dark) if cfg.dark_venue else (lit,)
     cols = features(cfg, ARRAY, state.t, state.x, volume, half_spread, market.mid_known.take(idx),
-                    state.perm, state.last_part, lob)
+                    state.perm, state.last_part, lob, plan)
     obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         obs[:, j] = col
     return obs
 
 
-def shares_for(cfg: ExecConfig, ops: Any, action: Any, t: Any, x: Any, volume: Any) -> Any:
-    """Shares an agent's action asks for (ints for the grids, floats in [-1, 1] for the boxes).
+def planned_orders(cfg: ExecConfig, market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
+    """The adaptive MPC's ``(lit, dark)`` orders for each episode's current slice
+    (``baselines.mpc_orders``, each episode at its own slice), cached in ``state`` by slice."""
+    if np.any(state.plan_t != state.t):
+        from sb3_exec.baselines import mpc_orders  # the MPC lives with the baselines
+
+        lit, dark = mpc_orders(cfg, market, state, per_row=True)
+        state.plan_lit[:] = lit
+        state.plan_dark[:] = 0.0 if dark is None else dark
+        state.plan_t[:] = state.t
+    return state.plan_lit, state.plan_dark
+
+
+def residual_multiplier(cfg: ExecConfig, ops: Any, action: Any) -> Any:
+    """``residual`` mode's multiplier on the MPC's order: ``1 + (r-1) a`` for ``a >= 0`` and
+    ``1 / (1 + (r-1) |a|)`` below, so ``a = 0`` is the MPC, ``+-1`` are ``r`` and ``1/r``, and
+    ``-a`` undoes ``a``. Plain arithmetic (no ``pow``), so both paths agree bit for bit."""
+    a = ops.minimum(ops.maximum(action, -1.0), 1.0)
+    k = cfg.residual_range - 1.0
+    return (1.0 + k * ops.maximum(a, 0.0)) / (1.0 + k * ops.maximum(-a, 0.0))
+
+
+def shares_for(cfg: ExecConfig, ops: Any, action: Any, t: Any, x: Any, volume: Any,
+               planned: Any = 0.0) -> Any:
+    """Shares an agent's action asks for (ints for the grids, floats in [-1, 1] for the boxes;
+    ``planned``: the MPC's trade, for ``residual``).
 
     Except in ``participation`` mode the last slice trades everything left, so the deadline is
     met at the normal impact; in ``participation`` mode (the notebook's) whatever the grid leaves
@@ -315,6 +362,8 @@ def shares_for(cfg: ExecConfig, ops: Any, action: Any, t: Any, x: Any, volume: A
     if mode == "participation":
         return action * (cfg.max_participation / (cfg.action_levels - 1)) * volume
     slices_left = ops.maximum(cfg.T - t, 1)
+    if mode == "residual":
+        return planned * residual_multiplier(cfg, ops, action)  # the MPC may leave some to the deadline
     if mode in ("fraction", "fraction_grid"):
         if mode == "fraction_grid":
             frac = ops.lookup(cfg.fraction_grid, action)
@@ -333,15 +382,18 @@ def split_action(cfg: ExecConfig, action: Any) -> tuple[Any, Any]:
     ``(a // len(dark_levels), a % len(dark_levels))`` and a box action is ``(a[0], a[1])``."""
     if not cfg.dark_venue:
         return action, None
-    if cfg.action_mode in ("continuous", "fraction"):
+    if cfg.action_mode in BOX_MODES:
         return action[..., 0], action[..., 1]
     n = len(cfg.dark_levels)
     return action // n, action % n
 
 
-def dark_order_for(cfg: ExecConfig, ops: Any, dark_action: Any, x: Any) -> Any:
+def dark_order_for(cfg: ExecConfig, ops: Any, dark_action: Any, x: Any, planned: Any = 0.0) -> Any:
     """Shares posted in the dark venue: a level of ``dark_levels`` (discrete) or a fraction
-    ``(a+1)/2`` (box) of the inventory left."""
+    ``(a+1)/2`` (box) of the inventory left; in ``residual`` mode the MPC's dark order
+    ``planned`` times ``residual_multiplier``."""
+    if cfg.action_mode == "residual":
+        return planned * residual_multiplier(cfg, ops, dark_action)
     if cfg.action_mode in ("continuous", "fraction"):
         return (ops.minimum(ops.maximum(dark_action, -1.0), 1.0) + 1.0) * 0.5 * x
     return ops.lookup(cfg.dark_levels, dark_action) * x
@@ -359,8 +411,9 @@ def action_to_orders(cfg: ExecConfig, market: Market, state: State,
     if not discrete and not cfg.dark_venue:
         lit = lit[:, 0]
     lit = np.asarray(lit, dtype=np.int64 if cfg.action_mode != "participation" and discrete else np.float64)
-    shares = shares_for(cfg, ARRAY, lit, state.t, state.x, market.volume.take(idx))
-    return shares, None if dark is None else dark_order_for(cfg, ARRAY, dark, state.x)
+    plan_lit, plan_dark = planned_orders(cfg, market, state) if cfg.action_mode == "residual" else (0.0, 0.0)
+    shares = shares_for(cfg, ARRAY, lit, state.t, state.x, market.volume.take(idx), plan_lit)
+    return shares, None if dark is None else dark_order_for(cfg, ARRAY, dark, state.x, plan_dark)
 
 
 def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:

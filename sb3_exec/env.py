@@ -50,6 +50,7 @@ class ExecutionEnv(gym.Env):
     | ``continuous`` | ``Box(-1, 1, (1,))`` | multiple ``(a+1)/2 * max(twap_multiples)`` of ``x / slices_left``; the last slice trades everything left |
     | ``fraction`` | ``Box(-1, 1, (1,))`` | fraction ``(a+1)/2`` of the inventory left ``x``; the last slice trades everything left |
     | ``fraction_grid`` | ``Discrete(len(fraction_grid))`` | fraction ``fraction_grid[a]`` of ``x`` (0 and geometric steps from 1% to 100%); the last slice trades everything left |
+    | ``residual`` | ``Box(-1, 1, (1,))`` | a multiplier ``1 + (r-1) a`` (``a >= 0``) or ``1 / (1 + (r-1) |a|)`` (``a < 0``), ``r = residual_range``, on the adaptive MPC's trade for the slice (``baselines.mpc_orders``; ``a = 0`` is the MPC, which may leave part of the last slice to the deadline liquidation when that is cheaper) |
 
     Every mode is capped by ``max_participation`` of the slice's market volume. With a dark venue
     (``dark_share > 0``) the action also sizes a dark order, a fraction of the inventory left:
@@ -64,14 +65,17 @@ class ExecutionEnv(gym.Env):
     | 2 | this slice's market volume ``V_t / vol_mu`` | [0, 100], 0 after the deadline |
     | 3 | this slice's half-spread over the config's ``spread_bps`` | [0, 100], 0 after the deadline |
     | 4 | price move since arrival in the order's favour (up for a sell), over the horizon's volatility ``p0 * sigma * sqrt(T dt)`` (at least 1 bp of ``p0``); only innovations of finished slices | [-1000, 1000] |
+    | 5 | last slice's participation ``q / V`` | [0, 1] |
 
     With the order-flow signal on (``signal_strength > 0``) three tape/LOB features follow:
     | 6 | the order-flow signal ``s_t`` (it shifts this slice's price move by ``signal_strength * s_t`` slice volatilities) | [-10, 10] |
     | 7 | depth imbalance ``tanh(0.5 s_t + 0.5 u_t)``, a noisy proxy of the signal | [-1, 1] |
     | 8 | the last slice's volume over ``vol_mu`` | [0, 100] |
 
+    With ``action_mode="residual"`` the MPC's order for the slice as a fraction of ``x`` follows
+    last (``mpc_fraction``, then ``mpc_dark_fraction`` with a dark venue), in [0, 1].
+
     Features are clipped to these bounds (reached only by extreme configs).
-    | 5 | last slice's participation ``q / V`` | [0, 1] |
 
     ## Rewards
     ``reward="shortfall"`` (default): minus the slice's implementation shortfall
@@ -157,10 +161,24 @@ class ExecutionEnv(gym.Env):
         t = min(s.t, cfg.T - 1)
         live = s.t < cfg.T
         lob = (signal[t], imbalance[t], volume[max(t - 1, 0)]) if cfg.lob_features else ()
+        plan: tuple[float, ...] = ()
+        if cfg.action_mode == "residual":
+            plan = self._planned() if cfg.dark_venue else self._planned()[:1]
         feats = dynamics.features(cfg, dynamics.SCALAR, s.t, s.x, volume[t] if live else 0.0,
                                   half_spread[t] if live else 0.0, mid_known[t], s.perm, s.last_part,
-                                  lob)
+                                  lob, plan)
         return np.array(feats, dtype=np.float32)
+
+    def _planned(self) -> tuple[float, float]:
+        """The MPC's (lit, dark) orders for the current slice (``residual`` mode), cached."""
+        s = self._state
+        if s.plan_t != s.t:
+            batch = dynamics.initial_state(self.cfg, 1)
+            for name in ("t", "x", "perm", "last_part", "done"):
+                getattr(batch, name)[0] = getattr(s, name)
+            lit, dark = dynamics.planned_orders(self.cfg, self._market, batch)
+            s.plan_t, s.plan_lit, s.plan_dark = s.t, float(lit[0]), float(dark[0])
+        return s.plan_lit, s.plan_dark
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice. Raises ``ValueError`` for an action outside the action space."""
@@ -172,8 +190,9 @@ class ExecutionEnv(gym.Env):
         cfg, a, t = self.cfg, self._check_action(action), s.t
         volume, half_spread, mid, noise, mid_sched, *_, dark = self._path
         lit, dark_action = dynamics.split_action(cfg, a)
-        shares = dynamics.shares_for(cfg, dynamics.SCALAR, lit, t, s.x, volume[t])
-        dark_order = (dynamics.dark_order_for(cfg, dynamics.SCALAR, dark_action, s.x)
+        plan_lit, plan_dark = self._planned() if cfg.action_mode == "residual" else (0.0, 0.0)
+        shares = dynamics.shares_for(cfg, dynamics.SCALAR, lit, t, s.x, volume[t], plan_lit)
+        dark_order = (dynamics.dark_order_for(cfg, dynamics.SCALAR, dark_action, s.x, plan_dark)
                       if cfg.dark_venue else 0.0)
         res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
                                    half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part,

@@ -48,6 +48,10 @@ class Market:
         B, T = self.volume.shape
         return np.arange(0, B * T, T)
 
+    def take(self, rows: np.ndarray) -> Market:
+        """A new ``Market`` of episodes ``rows`` (copies)."""
+        return Market(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
     def put(self, rows: np.ndarray, other: Market) -> None:
         """Overwrite episodes ``rows`` with ``other``'s (used when a batched env resets some)."""
         for f in fields(self):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.compare import CompareConfig, compare
+from experiments.compare import CompareConfig, compare, load_configs, main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(preset="ac2000", agents=["ppo"], seeds=2, timesteps=512, eval_episodes=50,
@@ -128,7 +128,9 @@ def test_liquidity_report_has_the_gap_closed(tmp_path):
 
 def test_shipped_configs_load_and_help_runs():
     for path in (ROOT / "experiments" / "configs").glob("*.yaml"):
-        CompareConfig.from_yaml(path)
+        assert load_configs(path)
+    quick = load_configs(ROOT / "experiments" / "configs" / "quick.yaml")
+    assert [c.preset for c in quick] == ["ac2000", "liquidity"]  # the default coverage
     proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ}, timeout=120)
     assert proc.returncode == 0 and "--backend" in proc.stdout and "--eval-episodes" in proc.stdout
@@ -140,3 +142,27 @@ def test_baselines_only_comparison(tmp_path):
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle"]
     assert summary.loc["ac", "regret_schedule_objective_bps_bps"] == pytest.approx(0, abs=1e-9)
+
+
+def test_multi_part_config_runs_each_part_and_indexes_them(tmp_path):
+    shared = {k: v for k, v in TINY.items() if k not in ("preset", "agents", "hyperparams")}
+    parts = [{"name": "a", "preset": "ac2000", "agents": ["ppo"], "hyperparams": TINY["hyperparams"]},
+             {"name": "liq", "preset": "liquidity", "agents": [], "eval_episodes": 20}]
+    path = tmp_path / "multi.yaml"
+    path.write_text(yaml.safe_dump({"name": "multi", **shared, "parts": parts}))
+    cfgs = load_configs(path, out=str(tmp_path / "m"))
+    assert [(c.preset, c.eval_episodes, c.out_dir) for c in cfgs] == [
+        ("ac2000", 50, tmp_path / "m" / "a"), ("liquidity", 20, tmp_path / "m" / "liq")]
+    # selecting: by part, by preset (its part), and a preset no part has (the shared settings)
+    assert [c.preset for c in load_configs(path, ["liq"])] == ["liquidity"]
+    assert load_configs(path, preset="liquidity")[0].eval_episodes == 20
+    assert load_configs(path, preset="seed")[0].agents == CompareConfig().agents
+    assert all(c.seeds == 5 for c in load_configs(path, seeds=5))
+    with pytest.raises(ValueError, match="part"):
+        load_configs(path, ["nope"])
+    with pytest.raises(ValueError, match="parts"):
+        CompareConfig.from_yaml(path)
+    main(["--config", str(path), "--out", str(tmp_path / "m")])
+    index = (tmp_path / "m" / "README.md").read_text()
+    assert "[a](a/report.md)" in index and "[liq](liq/report.md)" in index and "oracle" in index
+    assert pd.read_csv(tmp_path / "m" / "liq" / "summary.csv").policy.tolist()[-1] == "oracle"

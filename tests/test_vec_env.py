@@ -20,15 +20,26 @@ def _actions(space, rng, n):
     return rng.uniform(-1, 1, size=(n, *space.shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("preset", ["seed", "ac2000"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("side", ["sell", "buy"])
+CASES = [(preset, mode, side) for preset in ("seed", "ac2000") for mode in MODES
+         for side in ("sell", "buy")]
+# the residual mode acts on the MPC, which needs additive impact: the liquidity preset (separable
+# slices, episodes planned per row, dark venue on the buy side), and ac2000 (a risk term:
+# episodes planned in groups at equal slices)
+CASES += [("liquidity", "residual", "sell"), ("liquidity", "residual", "buy"),
+          ("ac2000", "residual", "sell")]
+
+
+@pytest.mark.parametrize("preset, mode, side", CASES)
 def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
-    B, steps = 3, 120  # many episode boundaries on both presets
+    B, steps = 3, 120  # many episode boundaries on every preset
     kwargs = dict(action_mode=mode, side=side, reward="schedule" if side == "buy" else "shortfall")
+    if preset == "liquidity":
+        kwargs["T"] = 8
     if side == "buy":  # and the penalties, the order-flow signal and the dark venue on
         kwargs.update(aggressiveness_penalty=5.0, participation_change_penalty=20.0,
                       signal_strength=0.1, signal_phi=0.7, dark_share=0.05, dark_adverse_bps=1.0)
+        if preset == "liquidity":  # the MPC's coupled solve is slow; ac2000 covers the groups
+            kwargs.update(participation_change_penalty=0.0)
     vec = ExecutionVecEnv(B, preset, step_infos=True, **kwargs)
     vec.seed(100)
     singles = [ExecutionEnv(preset, **kwargs) for _ in range(B)]

@@ -43,10 +43,11 @@ AGENTS: dict[str, AgentSpec] = {
     "dqn": AgentSpec(DQN, "twap_multiple", "SB3 DQN on the TWAP-multiple grid"),
     "ddqn": AgentSpec(DoubleDQN, "twap_multiple", "Double DQN (sb3_exec) on the TWAP-multiple grid"),
     "qrdqn": AgentSpec(QRDQN, "twap_multiple", "sb3-contrib QR-DQN on the TWAP-multiple grid"),
-    "ppo": AgentSpec(PPO, "twap_multiple", "SB3 PPO on the TWAP-multiple grid"),
+    "ppo": AgentSpec(PPO, "fraction_grid", "SB3 PPO on the geometric grid of fractions of what is left"),
     "ppo_cont": AgentSpec(PPO, "continuous", "SB3 PPO with a continuous TWAP multiple"),
-    "a2c": AgentSpec(A2C, "twap_multiple", "SB3 A2C on the TWAP-multiple grid"),
+    "a2c": AgentSpec(A2C, "fraction_grid", "SB3 A2C on the geometric grid of fractions of what is left"),
     "ppo_frac": AgentSpec(PPO, "fraction", "SB3 PPO trading a continuous fraction of what is left"),
+    "ppo_res": AgentSpec(PPO, "residual", "SB3 PPO scaling the adaptive MPC's trade (a residual policy)"),
 }
 
 
@@ -113,7 +114,8 @@ def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
          preset: str | None = None, **overrides: Any) -> BaseAlgorithm:
     """Build a registered agent with its default hyperparameters.
 
-    :param name: a key of ``AGENTS`` (``dqn``, ``ddqn``, ``qrdqn``, ``ppo``, ``ppo_cont``, ``a2c``)
+    :param name: a key of ``AGENTS`` (``dqn``, ``ddqn``, ``qrdqn``, ``ppo``, ``ppo_cont``, ``a2c``,
+        ``ppo_frac``, ``ppo_res``)
     :param env: a Gymnasium env or SB3 VecEnv of ``sb3_exec/Execution-v0``; a preset name, or
         None with ``preset``, builds the agent's training VecEnv
     :param seed: the SB3 seed (weights, exploration and the env's episodes)
