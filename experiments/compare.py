@@ -403,6 +403,18 @@ def parse_args(argv: Sequence[str] | None = None) -> list[CompareConfig]:
         raise  # unreachable: p.error exits
 
 
+def _all_parts(argv: Sequence[str] | None) -> list[CompareConfig]:
+    """Every part of the config file (``--part`` dropped), for the index."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--part" in args:
+        i = args.index("--part")
+        j = i + 1
+        while j < len(args) and not args[j].startswith("--"):
+            j += 1
+        del args[i:j]
+    return parse_args(args)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m experiments.compare``."""
     cfgs = parse_args(argv)
@@ -414,8 +426,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         outs.append(out)
         print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
         print((out / "summary_table.txt").read_text())
-    if len(cfgs) > 1:
-        print(f"wrote {write_index(outs[0].parent, outs)}")
+    parts = [c.out_dir for c in _all_parts(argv)] if len(cfgs) > 1 or cfgs[0].name.count("/") else []
+    if parts:  # a multi-part config: index every part written so far
+        done = [p for p in parts if (p / "summary_table.txt").exists()]
+        print(f"wrote {write_index(outs[0].parent, done)}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,12 @@ def summarize(baseline_eval: Evaluation, agent_episodes: Sequence[pd.DataFrame],
     combined = Evaluation(pd.concat(per_episode, ignore_index=True), None, baseline_eval.config,
                           baseline_eval.optimum_bps)
     summary = combined.summary(reference="twap")
+    if "adaptive" in summary.index:  # the strongest classical opponent: every policy paired with it
+        vs = combined.summary(reference="adaptive")
+        m = "schedule_objective_bps"
+        for suffix in ("", "_lo", "_hi"):
+            summary[f"vs_adaptive_{m}{suffix}"] = vs[f"diff_{m}{suffix}"]
+        summary[f"win_rate_vs_adaptive_{m}"] = vs[f"win_rate_{m}"]
     summary.insert(0, "kind", ["agent" if p in set(runs.get("policy", [])) else "baseline"
                                for p in summary.index])
     twap = summary.loc["twap"]
@@ -102,7 +108,8 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Per agent: IQM over training runs with CIs, P(improve on TWAP), failures, time.
+    """Per agent: IQM over training runs with CIs, P(improve on TWAP), the paired difference to
+    the adaptive MPC (where it runs) with its CI and win rate, failures, time.
 
     (Wall times live here and in metadata.json, not in summary.csv, which is reproducible.)"""
     rows = []
@@ -113,6 +120,9 @@ def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.
             "runs ok": _count(r.get("runs")), "failed": _count(r.get("failed_runs")),
             "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
             "P(improve on TWAP)": f"{r['p_improve_twap_schedule_objective_bps']:.2f}" if pd.notna(r.get("p_improve_twap_schedule_objective_bps")) else "n/a",
+            **({"schedule vs Adaptive [95% CI]": _fmt_ci(r, "vs_adaptive_schedule_objective_bps", 3),
+                "win rate vs Adaptive": f"{r['win_rate_vs_adaptive_schedule_objective_bps']:.2f}"}
+               if "vs_adaptive_schedule_objective_bps" in summary else {}),
             "train s/run": f"{np.mean(secs):.0f}" if secs else "n/a",
         })
     return pd.DataFrame(rows)

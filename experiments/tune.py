@@ -3,7 +3,8 @@
     python -m experiments.tune --agent ppo_frac --preset ac60 --trials 30
     python -m experiments.tune --agent dqn --preset ac2000 --trials 20 --save
 
-A seeded TPE sampler proposes hyperparameters; each trial trains the agent and scores it every
+A seeded TPE sampler proposes hyperparameters (the first trial of a new study is the agent's
+current defaults, so the study says how far the search improved on them); each trial trains the agent and scores it every
 fifth of its budget on the mean schedule objective over validation seeds only (never the
 evaluation seeds of ``experiments.compare``); a median pruner stops trials that lag. The study
 lives in ``<out>/study.db`` (SQLite): run the command again to resume it, or open it with
@@ -41,7 +42,7 @@ def sample_params(trial: Any, agent: str) -> dict[str, Any]:
             "train_freq": trial.suggest_categorical("train_freq", [1, 4]),
         }
     # the residual agent steps 64 envs (the MPC plans them as one batch): shorter rollouts
-    rollouts = [16, 40, 80] if agents.AGENTS[agent].action_mode == "residual" else [64, 128, 256, 512]
+    rollouts = [16, 40, 80] if agents.AGENTS[agent].action_mode == "residual" else [16, 64, 128, 256, 512]
     params = {
         "learning_rate": lr,
         "n_steps": trial.suggest_categorical("n_steps", rollouts),
@@ -113,6 +114,45 @@ class _Fixed:
         raise AttributeError(name)
 
 
+class _Recorder:
+    """Records what ``sample_params`` asks of a trial: each name's range or choices."""
+
+    def __init__(self) -> None:
+        self.space: dict[str, tuple[str, Any]] = {}
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False) -> float:
+        self.space[name] = ("range", (low, high))
+        return low
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        self.space[name] = ("range", (low, high))
+        return low
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        self.space[name] = ("choices", choices)
+        return choices[0]
+
+
+def default_trial(agent: str, preset: str) -> dict[str, Any]:
+    """The agent's current YAML defaults as a trial of the search space (numbers clipped into
+    their ranges; a categorical default the space lacks is left to the sampler), so that the
+    study's first trial measures the defaults on the same validation episodes."""
+    recorder = _Recorder()
+    sample_params(recorder, agent)
+    params = agents.hyperparams(agent, preset)
+    params = {**params, **(params.get("policy_kwargs") or {})}
+    trial: dict[str, Any] = {}
+    for name, (kind, spec) in recorder.space.items():
+        if name not in params:
+            continue
+        value = params[name]
+        if kind == "range":
+            trial[name] = type(spec[0])(min(max(value, spec[0]), spec[1]))
+        elif value in spec:
+            trial[name] = value
+    return trial
+
+
 def save_into_hyperparams(agent: str, entry: dict[str, Any]) -> Path:
     """Merge ``entry`` (``{preset: params}``) into the agent's YAML file."""
     path = agents.HYPERPARAMS_DIR / f"{agent}.yml"
@@ -143,6 +183,8 @@ def tune(agent: str, preset: str, trials: int, timesteps: int | None = None, n_v
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
+    if not study.trials:  # a new study: its first trial is the current defaults
+        study.enqueue_trial(default_trial(agent, preset))
     seeds = validation_seeds(n_validation, master=seed)
     study.optimize(lambda t: objective(t, agent, preset, budget, seeds, seed), n_trials=trials,
                    show_progress_bar=True)

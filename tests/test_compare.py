@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -124,6 +125,12 @@ def test_liquidity_report_has_the_gap_closed(tmp_path):
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert 0 < summary.loc["adaptive", "gap_closed_pct"] < 100
     assert "gap closed" in (out / "report.md").read_text()
+    # every policy is also paired with the adaptive MPC: TWAP costs more, the oracle less
+    m = "vs_adaptive_schedule_objective_bps"
+    assert summary.loc["adaptive", m] == 0
+    assert summary.loc["twap", f"{m}_lo"] > 0 and summary.loc["oracle", f"{m}_hi"] < 0
+    np.testing.assert_allclose(summary.loc["twap", m], summary.loc["twap", "schedule_objective_bps"]
+                               - summary.loc["adaptive", "schedule_objective_bps"], atol=1e-9)
 
 
 def test_shipped_configs_load_and_help_runs():

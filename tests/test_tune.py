@@ -13,7 +13,7 @@ import yaml
 from sb3_exec import agents
 
 optuna = pytest.importorskip("optuna", reason="Optuna is an optional extra: pip install -e '.[tune]'")
-from experiments.tune import save_into_hyperparams, tune  # noqa: E402
+from experiments.tune import default_trial, save_into_hyperparams, tune  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,10 @@ def test_two_trials_resume_and_yaml(tmp_path):
     tune("ppo_frac", "ac2000", trials=1, timesteps=256, n_validation=10, out=out)
     study = optuna.load_study(study_name="ppo_frac_ac2000", storage=f"sqlite:///{out / 'study.db'}")
     assert len(study.trials) == 3
+    # the first trial is the YAML defaults, measured on the same validation episodes
+    assert study.trials[0].params == default_trial("ppo_frac", "ac2000")
+    assert study.trials[0].params["learning_rate"] == agents.hyperparams("ppo_frac", "ac2000")["learning_rate"]
+    assert study.trials[1].params != study.trials[0].params
     # the validation score is the schedule objective: finite, and above the AC optimum
     assert all(t.value > 254.86 for t in study.trials if t.value is not None)
 
