@@ -87,7 +87,8 @@ class Evaluation:
         of episodes with a lower value than the reference, ties counted half); where the model
         has an analytic optimum, ``regret_m_bps`` and ``regret_m_pct`` (mean minus optimum);
         where an ``oracle`` policy was evaluated, ``gap_closed_pct`` (with ``_lo``/``_hi``): the
-        share of the reference-to-oracle gap in mean schedule objective that the policy closes.
+        share of the reference-to-oracle gap in mean schedule objective that the policy closes
+        (absent where the reference is as good as the oracle: no gap).
         CIs are percentile bootstraps (``scipy.stats.bootstrap``) seeded by ``seed``.
         """
         if reference not in set(self.episodes["policy"]):
@@ -113,7 +114,9 @@ class Evaluation:
                 if self.optimum_bps is not None:
                     row[f"regret_{m}_bps"] = row[m] - self.optimum_bps
                     row[f"regret_{m}_pct"] = 100 * (row[m] - self.optimum_bps) / self.optimum_bps
-            if "oracle" in wide["schedule_objective_bps"] and name not in (reference, "oracle"):
+            sched = wide["schedule_objective_bps"]
+            if ("oracle" in sched and name not in (reference, "oracle")
+                    and sched[reference].mean() - sched["oracle"].mean() > 1e-9):  # a gap to close
                 row["gap_closed_pct"], row["gap_closed_pct_lo"], row["gap_closed_pct_hi"] = gap_closed(
                     wide["schedule_objective_bps"][reference].to_numpy(),
                     wide["schedule_objective_bps"][name].to_numpy(),
