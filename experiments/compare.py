@@ -370,8 +370,9 @@ def write_index(root: Path, outs: Sequence[Path]) -> Path:
     return path
 
 
-def parse_args(argv: Sequence[str] | None = None) -> list[CompareConfig]:
-    """Command-line options over the config file (the quick default when none is given)."""
+def parse_args(argv: Sequence[str] | None = None, all_parts: bool = False) -> list[CompareConfig]:
+    """Command-line options over the config file (the quick default when none is given);
+    ``all_parts`` ignores ``--part`` (every part of the file, for the index)."""
     p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(CONFIG_DIR / "quick.yaml"),
@@ -397,22 +398,11 @@ def parse_args(argv: Sequence[str] | None = None) -> list[CompareConfig]:
                                             "timesteps", "eval_episodes", "validation_episodes",
                                             "master_seed", "workers", "backend", "address", "out")}
     try:
-        return load_configs(a.config, a.part, **{k: v for k, v in overrides.items() if v is not None})
+        return load_configs(a.config, None if all_parts else a.part,
+                            **{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, OSError) as exc:
         p.error(str(exc))
         raise  # unreachable: p.error exits
-
-
-def _all_parts(argv: Sequence[str] | None) -> list[CompareConfig]:
-    """Every part of the config file (``--part`` dropped), for the index."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--part" in args:
-        i = args.index("--part")
-        j = i + 1
-        while j < len(args) and not args[j].startswith("--"):
-            j += 1
-        del args[i:j]
-    return parse_args(args)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -426,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         outs.append(out)
         print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
         print((out / "summary_table.txt").read_text())
-    parts = [c.out_dir for c in _all_parts(argv)] if len(cfgs) > 1 or cfgs[0].name.count("/") else []
+    multi = len(cfgs) > 1 or "/" in cfgs[0].name  # a part of a multi-part config
+    parts = [c.out_dir for c in parse_args(argv, all_parts=True)] if multi else []
     if parts:  # a multi-part config: index every part written so far
         done = [p for p in parts if (p / "summary_table.txt").exists()]
         print(f"wrote {write_index(outs[0].parent, done)}")
