@@ -24,7 +24,8 @@ import yaml
 
 from sb3_exec import agents
 from sb3_exec.callbacks import SeededEvalCallback
-from sb3_exec.config import BOX_MODES, PRESETS
+from sb3_exec.actions import BOX_MODES
+from sb3_exec.config import PRESETS
 from sb3_exec.seeding import validation_seeds
 
 DQN_LIKE = ("dqn", "ddqn", "qrdqn")

@@ -8,19 +8,21 @@ from __future__ import annotations
 import gymnasium as gym
 
 from sb3_exec.analytic import ACModel, ac_holdings, ac_model, analytic_optimum_bps
-from sb3_exec.baselines import POV, TWAP, VWAP, AlmgrenChriss, Immediate, ModelPolicy, Policy
+from sb3_exec.baselines import POV, TWAP, VWAP, AlmgrenChriss, Immediate, Policy
 from sb3_exec.config import PRESETS, ExecConfig, make_config
 from sb3_exec.env import ExecutionEnv
 from sb3_exec.evaluation import Evaluation, evaluate
+from sb3_exec.policies import ModelPolicy, load_run
+from sb3_exec.wrappers import make_env, make_vec_env
 
 __version__ = "0.1.0"
 ENV_ID = "sb3_exec/Execution-v0"
 
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="sb3_exec.env:ExecutionEnv")
+    gym.register(id=ENV_ID, entry_point="sb3_exec.wrappers:make_env")
 
 __all__ = [
     "ACModel", "AlmgrenChriss", "ENV_ID", "Evaluation", "ExecConfig", "ExecutionEnv", "Immediate",
     "ModelPolicy", "POV", "PRESETS", "Policy", "TWAP", "VWAP", "ac_holdings", "ac_model",
-    "analytic_optimum_bps", "evaluate", "make_config",
+    "analytic_optimum_bps", "evaluate", "load_run", "make_config", "make_env", "make_vec_env",
 ]

@@ -1,4 +1,4 @@
-"""Almgren-Chriss (2000) closed forms for the discrete linear model.
+"""Almgren-Chriss (2000) closed forms for the discrete linear model, and action grids' floors.
 
 Notation follows the paper: ``X`` shares over ``N`` slices of length ``tau`` days, holdings
 ``x_0 = X, ..., x_N = 0``, trades ``n_k = x_{k-1} - x_k``, dollar volatility ``sigma`` per
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sb3_exec.actions import INTERFACES
 from sb3_exec.config import ExecConfig
+from sb3_exec.costs import ac_eta
 
 
 @dataclass(frozen=True)
@@ -81,22 +83,26 @@ class ACModel:
 
 
 def ac_model(cfg: ExecConfig) -> ACModel:
-    """The Almgren-Chriss model of a config (exact for ``temp_impact="rate"``).
-
-    For impact in participation (``"participation"``, ``"linear"``) the temporary cost is
-    linearised at the arrival price and the mean volume: ``eta_AC = eta * p0 * dt / vol_mu``
-    (``"sqrt"`` is linearised the same way: a rough stand-in, used only for lambda > 0).
-    """
-    eta = cfg.eta if cfg.temp_impact == "rate" else cfg.eta * cfg.p0 * cfg.dt / cfg.vol_mu
+    """The Almgren-Chriss model of a config (exact for ``temp_impact="rate"``; other impact kinds
+    are linearised, ``costs.ac_eta``)."""
     return ACModel(
         X=cfg.Q0, N=cfg.T, tau=cfg.dt, sigma=cfg.sigma_dollars, eps=cfg.spread_bps * 1e-4 * cfg.p0,
-        eta=eta, gamma=cfg.kappa, lam=cfg.risk_aversion, own_impact=cfg.own_impact,
+        eta=ac_eta(cfg), gamma=cfg.kappa, lam=cfg.risk_aversion, own_impact=cfg.own_impact,
     )
 
 
 def ac_holdings(cfg: ExecConfig) -> np.ndarray:
     """The closed-form holdings schedule for the config's risk aversion (TWAP when it is 0)."""
     return ac_model(cfg).holdings()
+
+
+def closed_form_exact(cfg: ExecConfig) -> bool:
+    """Whether a config is the exact Almgren-Chriss linear model: impact linear in the trading
+    rate, no microstructure noise, constant liquidity, no participation penalty."""
+    stochastic_liquidity = (cfg.vol_sd > 0 or cfg.volume_model != "normal" or cfg.volume_u_shape > 0
+                            or cfg.spread_model != "constant")
+    penalties = cfg.aggressiveness_penalty > 0 or cfg.participation_change_penalty > 0
+    return cfg.temp_impact == "rate" and cfg.noise_sd == 0 and not stochastic_liquidity and not penalties
 
 
 def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
@@ -106,82 +112,13 @@ def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
     impact linear in the trading rate, no microstructure noise, constant volume (so the
     participation cap is known) that the optimal schedule respects.
     """
-    stochastic_liquidity = (cfg.vol_sd > 0 or cfg.volume_model != "normal" or cfg.volume_u_shape > 0
-                            or cfg.spread_model != "constant")
-    penalties = cfg.aggressiveness_penalty > 0 or cfg.participation_change_penalty > 0
-    if cfg.temp_impact != "rate" or cfg.noise_sd > 0 or stochastic_liquidity or penalties:
+    if not closed_form_exact(cfg):
         return None
     model = ac_model(cfg)
     x = model.holdings()
     if (-np.diff(x)).max() > cfg.max_participation * cfg.vol_mu * (1 + 1e-12):
         return None
     return model.objective(x) / cfg.notional * 1e4
-
-
-def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray, c: np.ndarray | None = None,
-               iterations: int = 64) -> np.ndarray:
-    """Exact minimiser of ``sum_t a_t q_t + b_t q_t^2 (+ c_t q_t^1.5)`` subject to
-    ``sum_t q_t = total`` and ``0 <= q_t <= cap_t``, per row (a batch of episodes).
-
-    The problem is convex and separable, so the KKT conditions give ``q_t(nu)``: the slice's
-    marginal cost ``a_t + 2 b_t q + 1.5 c_t sqrt(q)`` equals the multiplier ``nu`` unless a bound
-    binds. ``nu`` is found by bisection, then the two bracketing solutions are interpolated so
-    the sum is exact. Rows whose caps cannot hold ``total`` trade every cap (the deadline takes
-    the rest). Arrays are ``(B, n)``, ``total`` is ``(B,)``; needs ``b > 0`` or ``c > 0``.
-    """
-    a, b, cap = (np.asarray(v, dtype=np.float64) for v in (a, b, cap))
-    c = np.zeros_like(a) if c is None else np.asarray(c, dtype=np.float64)
-    total = np.asarray(total, dtype=np.float64)
-    linear = (b <= 0) & (c <= 0)  # a linear cost: all of its cap once nu passes a, else nothing
-    if np.any(linear & ~np.isfinite(cap)):
-        raise ValueError("b: a slice with a linear cost (b = c = 0) needs a finite cap")
-
-    quadratic = not c.any()
-    if quadratic:  # the common case, on a fast path: q = clip((nu - a) / 2b, 0, cap)
-        with np.errstate(divide="ignore"):  # a linear slice: its whole (finite) cap once nu > a
-            half_slope = np.where(b > 0, 0.5 / np.where(b > 0, b, 1.0), 1e300)
-
-    def q_of(nu: np.ndarray) -> np.ndarray:
-        if quadratic:
-            with np.errstate(over="ignore"):
-                return np.minimum(np.maximum(nu[:, None] - a, 0.0) * half_slope, cap)
-        gap = np.maximum(nu[:, None] - a, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lin = np.where(b > 0, gap / (2 * b), np.inf)
-            # 2 b u^2 + 1.5 c u - gap = 0 in u = sqrt(q)
-            disc = np.sqrt((1.5 * c) ** 2 + 8 * b * gap)
-            u = np.where(b > 0, (disc - 1.5 * c) / (4 * b), gap / np.where(c > 0, 1.5 * c, 1.0))
-        q = np.where(c > 0, u**2, lin)
-        q = np.where(linear, np.where(nu[:, None] > a, np.inf, 0.0), q)
-        return np.minimum(q, cap)
-
-    lo = a.min(axis=1) - 1.0
-    hi = (a + 2 * b * cap + 1.5 * c * np.sqrt(cap)).max(axis=1) + 1.0
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        over = q_of(mid).sum(axis=1) > total
-        hi = np.where(over, mid, hi)
-        lo = np.where(over, lo, mid)
-    q_lo, q_hi = q_of(lo), q_of(hi)
-    s_lo, s_hi = q_lo.sum(axis=1), q_hi.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(s_hi > s_lo, (total - s_lo) / (s_hi - s_lo), 0.0)
-    q = q_lo + np.clip(w, 0.0, 1.0)[:, None] * (q_hi - q_lo)
-    return np.where((cap.sum(axis=1) <= total)[:, None], cap, q)
-
-
-def _fractions(cfg: ExecConfig, mode: str, slices_left: int) -> np.ndarray:
-    """The fractions of the inventory left that an action grid can trade at a slice."""
-    if mode == "twap_multiple":
-        return np.minimum(np.asarray(cfg.twap_multiples) / slices_left, 1.0)
-    if mode == "fraction_grid":
-        return np.asarray(cfg.fraction_grid)
-    if mode == "continuous":  # a fine grid stands in for the interval of multiples
-        return np.minimum(np.linspace(0.0, cfg.twap_multiples[-1], 401) / slices_left, 1.0)
-    raise ValueError(
-        f"action_mode: grid floors exist for 'twap_multiple', 'fraction_grid', 'continuous' and "
-        f"'fraction', not {mode!r}"
-    )
 
 
 def grid_floor_pct(cfg: ExecConfig, action_mode: str | None = None, brute_force_limit: int = 2_000_000,
@@ -198,13 +135,17 @@ def grid_floor_pct(cfg: ExecConfig, action_mode: str | None = None, brute_force_
     if optimum is None:
         raise ValueError("preset: a grid floor needs a model with an analytic optimum (ac2000, ac60)")
     mode = action_mode or cfg.action_mode
-    if mode == "fraction":
+    iface = INTERFACES.get(mode)
+    if iface is not None and iface.any_fraction:
         return 0.0
     model = ac_model(cfg)
     N, X = model.N, model.X
+    if iface is None or iface.fractions(cfg, N) is None:
+        grids = [name for name, i in INTERFACES.items() if i.any_fraction or i.fractions(cfg, N) is not None]
+        raise ValueError(f"action_mode: grid floors exist for {grids}, not {mode!r}")
     q2 = model.eta_tilde / model.tau  # cost per share^2 traded in a slice
     risk = model.lam * model.sigma**2 * model.tau  # cost per share^2 held after a slice
-    choices = [_fractions(cfg, mode, N - k) for k in range(N - 1)]
+    choices = [iface.fractions(cfg, N - k) for k in range(N - 1)]
     if N == 1:
         best = model.eps * X + q2 * X**2
     elif np.prod([float(len(c)) for c in choices]) <= brute_force_limit:

@@ -1,27 +1,41 @@
-"""Reference policies that trade in shares, and the one policy interface they share with SB3 models.
+"""The policy interface and the reference policies: TWAP, POV, VWAP, AC, Immediate, Adaptive, Oracle.
 
 A policy sees a batch of episodes at one slice and returns the shares each should trade; the
 dynamics clip that to the inventory left and the participation cap. Causal policies read only
 what is known at the slice: ``state`` (time, inventory), the current slice's volume and spread,
 and the observation of ``dynamics.observe``. The ``market`` argument also holds the episode's
-future, which only non-causal references (an oracle) may read.
+future, which only non-causal references (an oracle) may read. Trained models and the residual
+combinator are in ``sb3_exec.policies``; the planners behind Adaptive and Oracle in
+``sb3_exec.planning``.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
-from sb3_exec.analytic import ac_holdings, ac_model, analytic_optimum_bps, water_fill
+from sb3_exec.analytic import ac_holdings
 from sb3_exec.config import ExecConfig
-from sb3_exec.dynamics import Market, State, action_to_orders, observe, slice_view
-from sb3_exec.market import stationary_var, volume_profile
+from sb3_exec.costs import schedule_cost_coefficients
+from sb3_exec.dynamics import Market, State, slice_view
+from sb3_exec.market import volume_profile
+from sb3_exec.planning import coupled, mpc_orders, plan_with_deadline, require_support, risk_schedule, unsupported
 
 
 class Policy:
-    """Base class of every policy: ``act`` maps a batch of decision states to shares."""
+    """Base class of every policy: ``act`` maps a batch of decision states to shares.
+
+    ``causal``: whether the policy reads only what is known at the slice (False for a yardstick
+    that knows the future); only a causal policy whose ``reset`` depends on the config alone can
+    be the base of a residual agent.
+    """
+
+    causal = True
+
+    def supports(self, cfg: ExecConfig) -> str | None:
+        """Why the policy cannot act on a config (a message naming the field), or None."""
+        return None
 
     def reset(self, cfg: ExecConfig, market: Market) -> None:
         """Called once before slice 0 of a batch of episodes (precompute schedules here)."""
@@ -59,17 +73,12 @@ class POV(Policy):
         return self.rate * market.volume[rows, t]
 
 
-def expected_volume_profile(cfg: ExecConfig) -> np.ndarray:
-    """Expected market volume of each slice, ``(T,)`` shares."""
-    return cfg.vol_mu * volume_profile(cfg)
-
-
 class VWAP(Policy):
     """Volume-weighted: the remaining order spread over the remaining slices in proportion to
     the expected volume profile (TWAP when the profile is flat)."""
 
     def reset(self, cfg: ExecConfig, market: Market) -> None:
-        profile = expected_volume_profile(cfg)
+        profile = cfg.vol_mu * volume_profile(cfg)  # expected volume of each slice
         self._share = profile / np.cumsum(profile[::-1])[::-1]  # slice's share of what remains
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
@@ -109,174 +118,28 @@ class Immediate(Policy):
         return state.x.copy()
 
 
-def oracle_unsupported(cfg: ExecConfig) -> str | None:
-    """Why the oracle and the MPC cannot solve a config exactly (a message naming the field),
-    or None where they can: impact additive in dollars; no permanent impact beside a dark venue;
-    impact linear in the trade where slices are coupled."""
-    if cfg.temp_impact == "participation":
-        return ("temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
-                "'sqrt'); the notebook's 'participation' impact is proportional to the current price")
-    if cfg.dark_venue and cfg.kappa > 0:
-        return ("kappa: with a dark venue the oracle needs no permanent impact (dark fills would "
-                "pair with earlier lit trades)")
-    if coupled(cfg) and cfg.temp_impact == "sqrt":
-        return ("temp_impact: the convex solver for coupled slices (risk term, participation-change "
-                "penalty) needs impact linear in the trade ('rate' or 'linear'), not 'sqrt'")
-    return None
-
-
-def coupled(cfg: ExecConfig) -> bool:
-    """Whether the schedule objective couples slices beyond what the closed form solves: a
-    participation-change penalty, or a risk term outside the exact Almgren-Chriss model."""
-    return bool(cfg.participation_change_penalty) or (
-        cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None)
-
-
-def _require_support(cfg: ExecConfig) -> None:
-    reason = oracle_unsupported(cfg)
-    if reason is not None:
-        raise ValueError(reason)
-
-
-def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread: np.ndarray,
-                               mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(a, b, c)`` with the schedule cost of an episode equal to
-    ``sum_t a_t q_t + b_t q_t^2 + c_t q_t^1.5`` plus a constant, for additive impact.
-
-    Permanent impact paid by later slices adds ``kappa * sum_{j<t} q_j q_t = kappa/2 (Q^2 -
-    sum q^2)`` (``+`` with own impact), hence ``b += -/+ kappa/2``.
-    """
-    _require_support(cfg)
-    a = half_spread + cfg.sign * (cfg.p0 - mid_sched)  # the predictable drift's cost per share
-    own = 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa
-    c = np.zeros_like(a)
-    if cfg.temp_impact == "rate":
-        b = np.full_like(a, cfg.eta / cfg.dt) + own
-    elif cfg.temp_impact == "linear":
-        b = cfg.eta * cfg.p0 / volume + own
-    else:
-        b = np.full_like(a, max(own, 0.0))
-        c = cfg.eta * cfg.p0 / np.sqrt(volume)
-    return a, b, c
-
-
-def _risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int) -> np.ndarray:
-    """With a risk term the problem does not separate; in the exact Almgren-Chriss model the
-    closed form over the remaining slices is its solution (``x`` shares left at slice ``t``)."""
-    _require_support(cfg)
-    rest = ac_model(cfg.replace(T=cfg.T - t, Q0=1.0))  # holdings per share still held
-    trades = -np.diff(rest.holdings())
-    return x[:, None] * trades[None, :]
-
-
-def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray,
-                       volume: np.ndarray, half_spread: np.ndarray, mid_sched: np.ndarray,
-                       total: np.ndarray, inv_volume_sq: np.ndarray | None = None,
-                       dark: np.ndarray | None = None,
-                       past: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Water-fill the slices' lit trades, their dark orders (at the mid plus adverse selection,
-    capped by the dark liquidity ``dark``) and, as one more uncapped option, the deadline
-    liquidation of what is left (spread plus ``deadline_penalty`` times the temporary impact at
-    the last slice's volume). Returns the plans ``(lit, dark)`` of the real slices (the env
-    forces the rest at the deadline). ``inv_volume_sq``: ``E[1/V^2]`` for the aggressiveness
-    penalty (default ``1/volume^2``). ``past``: a ``(B, n)`` mask of slices that can no longer trade
-    (capped at 0).
-
-    The deadline option is exact without permanent impact (``kappa = 0``) and approximate
-    otherwise (its permanent-impact pairing is that of one more slice)."""
-    n = a.shape[1]
-    pen = cfg.deadline_penalty
-    a_d = half_spread[:, -1] + cfg.sign * (cfg.p0 - mid_sched[:, -1])
-    b_d, c_d = b[:, -1] * pen, c[:, -1] * pen
-    if cfg.temp_impact in ("rate", "linear"):
-        own = 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa
-        b_d = (b[:, -1] - own) * pen + own
-    if cfg.aggressiveness_penalty:  # w bps * (q/V)^2 on lit trades, not on the deadline's
-        inv_sq = 1.0 / volume**2 if inv_volume_sq is None else inv_volume_sq
-        b = b + cfg.aggressiveness_penalty * (cfg.notional / 1e4) * inv_sq
-    lit_cap = cfg.max_participation * volume
-    if past is not None:
-        lit_cap = np.where(past, 0.0, lit_cap)
-        dark = None if dark is None else np.where(past, 0.0, dark)
-    cols_a, cols_b, cols_c, caps = [a, a_d[:, None]], [b, b_d[:, None]], [c, c_d[:, None]], [
-        lit_cap, total[:, None]]
-    if dark is not None:
-        cols_a.append(cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0)
-        cols_b.append(np.zeros_like(a))
-        cols_c.append(np.zeros_like(a))
-        caps.append(dark)
-    a_all, b_all, cap_all = np.hstack(cols_a), np.hstack(cols_b), np.hstack(caps)
-    plan = water_fill(a_all, b_all, cap_all, total, np.hstack(cols_c))
-    if coupled(cfg):
-        plan = coupled_fill(cfg, a_all, b_all, cap_all, total, plan, volume, dark is not None)
-    return plan[:, :n], (plan[:, n + 1:] if dark is not None else np.zeros_like(a))
-
-
-def coupled_fill(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray,
-                 start: np.ndarray, volume: np.ndarray, has_dark: bool,
-                 iterations: int = 300) -> np.ndarray:
-    """The small convex solve where the problem does not separate (batched over episodes).
-
-    Minimises the separable part ``sum a z + b z^2`` of the columns [lit slices | deadline |
-    dark slices] plus the participation-change penalty and the risk term on the holdings after
-    each slice, subject to ``0 <= z <= cap`` and ``sum z = total``, by accelerated projected
-    gradient (FISTA) from the separable solution ``start``; the projection onto the capped
-    simplex is itself a water-filling. A convex quadratic programme, so it converges to the
-    minimum; ``iterations`` bounds the work (tests check it against a generic solver).
-    """
-    n = volume.shape[1]
-    inv_v = 1.0 / volume
-    w = cfg.participation_change_penalty * cfg.notional / 1e4
-    r = cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt
-
-    def grad(z: np.ndarray) -> np.ndarray:
-        g = a + 2 * b * z
-        if w:
-            du = np.diff(z[:, :n] * inv_v, axis=1)
-            g[:, 1:n] += 2 * w * du * inv_v[:, 1:]
-            g[:, : n - 1] -= 2 * w * du * inv_v[:, :-1]
-        if r:
-            traded = z[:, :n] + (z[:, n + 1:] if has_dark else 0.0)
-            held = total[:, None] - np.cumsum(traded, axis=1)[:, : n - 1]  # after slices 0..n-2
-            pull = np.zeros((len(z), n))
-            pull[:, : n - 1] = -2 * r * np.cumsum(held[:, ::-1], axis=1)[:, ::-1]
-            g[:, :n] += pull
-            if has_dark:
-                g[:, n + 1:] += pull
-        return g
-
-    lipschitz = 2 * b.max(axis=1) + 8 * w * (inv_v**2).max(axis=1) + 2 * r * n * n * (2 if has_dark else 1)
-    step = (1.0 / lipschitz)[:, None]
-    half = np.full_like(b, 0.5)
-
-    def project(y: np.ndarray) -> np.ndarray:
-        return water_fill(-y, half, cap, total, iterations=48)
-
-    z, y, t = start, start, 1.0
-    for _ in range(iterations):
-        z_next = project(y - step * grad(y))
-        t_next = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
-        y = z_next + ((t - 1) / t_next) * (z_next - z)
-        z, t = z_next, t_next
-    return z
-
-
 class Oracle(Policy):
     """The best schedule for each episode with its whole liquidity path known in advance.
 
     Knows the volumes, spreads and predictable drift of every slice (not the unpredictable price
     innovations) and trades the exact minimiser of the episode's schedule objective under the
-    same participation cap every policy obeys: water-filling (``analytic.water_fill``) where the
+    same participation cap every policy obeys: water-filling (``planning.water_fill``) where the
     slices separate, the Almgren-Chriss closed form for its exact model, and a small convex solve
     (``coupled_fill``) where a risk term or the participation-change penalty couples the slices.
     So on every episode no policy has a lower schedule objective, and in expectation no causal
     policy has a lower shortfall. Not causal: a yardstick, not a strategy. Needs additive impact
-    (``oracle_unsupported`` says why where it cannot be solved).
+    (``planning.unsupported`` says why where it cannot be solved).
     """
 
+    causal = False
+
+    def supports(self, cfg: ExecConfig) -> str | None:
+        return unsupported(cfg)
+
     def reset(self, cfg: ExecConfig, market: Market) -> None:
+        require_support(cfg)
         if cfg.risk_aversion > 0 and not coupled(cfg):
-            self._plan = _risk_schedule(cfg, np.full(len(market), cfg.Q0), 0)
+            self._plan = risk_schedule(cfg, np.full(len(market), cfg.Q0), 0)
             return
         a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
         self._plan, self._dark = plan_with_deadline(
@@ -290,166 +153,27 @@ class Oracle(Policy):
         return self._plan[rows, t]
 
 
-def conditional_liquidity(cfg: ExecConfig, market: Market, t: int | np.ndarray) -> dict[str, np.ndarray]:
-    """What the model expects of the slices still to come given the current slice's observed
-    volume and spread (the current slice itself is the observed value).
-
-    With ``t`` an int (every episode at slice ``t``) the arrays are ``(B, T - t)``: slices
-    ``t..T-1``. With ``t`` a ``(B,)`` array (episodes at different slices) they are ``(B, T)``
-    over all slices, and ``past`` marks the slices before each episode's own ``t`` (their values
-    are placeholders: a planner caps them at 0).
-
-    - ``inv_volume``: ``E[1/V_k]`` (the expected temporary cost of a fixed trade is linear in it),
-    - ``volume_low``: a conservative volume for the cap (one conditional SD below the median),
-    - ``volume``: ``E[V_k]``, and ``half_spread``: ``E[half-spread_k]``.
-    """
-    B = len(market)
-    rows = np.arange(B)
-    if np.ndim(t) == 0:
-        n, t0 = cfg.T - int(t), np.full(B, int(t))
-        k = np.broadcast_to(np.arange(n)[None, :], (B, n))
-        now = np.zeros(B, dtype=np.int64)  # the current slice's column
-        profile = np.broadcast_to(volume_profile(cfg)[int(t):][None, :], (B, n))
-    else:
-        n, t0 = cfg.T, np.asarray(t, dtype=np.int64)
-        k = np.maximum(np.arange(n)[None, :] - t0[:, None], 0)
-        now = t0
-        profile = np.broadcast_to(volume_profile(cfg)[None, :], (B, n))
-    mean_v = cfg.vol_mu * profile
-    mean_now = mean_v[rows, now]
-    v_now, s_now = market.volume[rows, t0], market.half_spread[rows, t0]
-    if cfg.volume_model == "log_ar1":
-        s2 = stationary_var(cfg.volume_phi, cfg.volume_innov_sd)
-        z = np.log(v_now / mean_now) + 0.5 * s2  # the AR state now
-        pk = cfg.volume_phi**k
-        cond_mean, cond_var = pk * z[:, None], s2 * (1 - pk**2)
-        volume = mean_v * np.exp(cond_mean + 0.5 * cond_var - 0.5 * s2)
-        inv_volume = np.exp(0.5 * s2 - cond_mean + 0.5 * cond_var) / mean_v
-        volume_low = mean_v * np.exp(cond_mean - 0.5 * s2 - np.sqrt(cond_var))
-    else:
-        volume = mean_v.copy()
-        inv_volume = 1.0 / mean_v
-        volume_low = mean_v.copy()
-    base = cfg.spread_bps * 1e-4 * cfg.p0
-    if cfg.spread_model == "log_ar1":
-        s2 = stationary_var(cfg.spread_phi, cfg.spread_innov_sd)
-        y = np.log(s_now / base) + 0.5 * s2
-        pk = cfg.spread_phi**k
-        spread = base * np.exp(pk * y[:, None] - 0.5 * s2 * pk**2)
-    else:
-        spread = np.full((B, n), base)
-    for arr, value in ((volume, v_now), (volume_low, v_now), (spread, s_now)):
-        arr[rows, now] = value
-    inv_volume[rows, now] = 1.0 / v_now
-    # the predictable mid: what is known now plus the signal's expected future drift
-    step = cfg.signal_strength * cfg.p0 * cfg.sigma * np.sqrt(cfg.dt) * cfg.signal_phi ** np.arange(cfg.T + 1)
-    later = np.concatenate([[0.0], np.cumsum(step)])  # drifts of the next 0, 1, ... slices
-    added = later[k + 1] - later[1] if cfg.shock_before_trade else later[k]
-    mid_sched = market.mid_sched[rows, t0][:, None] + added * market.signal[rows, t0][:, None]
-    out = {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume,
-           "half_spread": spread, "mid_sched": mid_sched}
-    if np.ndim(t) != 0:
-        out["past"] = np.arange(n)[None, :] < t0[:, None]
-    return out
-
-
-def expected_dark(cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray,
-                  now: np.ndarray | None = None) -> np.ndarray:
-    """The MPC's dark capacity: the mean for the slice at hand (posting more costs nothing), and
-    for later slices a conservative one, one log-SD below the median (relying on hidden
-    liquidity that may not come leaves inventory for the deadline). ``now``: each row's current
-    column (default 0)."""
-    sd = cfg.dark_log_sd
-    cap = cfg.dark_share * volume_low * np.exp(-0.5 * sd**2 - sd)
-    rows = np.arange(len(cap))
-    col = np.zeros(len(cap), dtype=np.int64) if now is None else now
-    cap[rows, col] = cfg.dark_share * volume[rows, col]
-    return cap
-
-
 class Adaptive(Policy):
     """Certainty-equivalent model-predictive control, the strongest classical baseline.
 
     At every slice it solves the oracle's problem over the remaining slices with the slice's
     observed volume and spread and the model's conditional expectations for later slices, and
-    trades the first slice of that plan (``mpc_orders``). Causal. On ``ac2000`` it is the
-    Almgren-Chriss schedule.
+    trades the first slice of that plan (``planning.mpc_orders``). Causal. On ``ac2000`` it is
+    the Almgren-Chriss schedule.
+
+    :param per_row: plan each episode over all ``T`` slices, so that its orders do not depend on
+        the rest of the batch (the base of a residual agent: the single env and the batched env
+        then agree bit for bit); the default plans a batch in lockstep over the slices left
     """
+
+    def __init__(self, per_row: bool = False) -> None:
+        self.per_row = per_row
+
+    def supports(self, cfg: ExecConfig) -> str | None:
+        return unsupported(cfg)
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
-        lit, dark = mpc_orders(cfg, market, state)
-        return lit if dark is None else (lit, dark)
-
-
-def mpc_orders(cfg: ExecConfig, market: Market, state: State,
-               per_row: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """The adaptive MPC's orders ``(lit shares, dark order or None)`` for every episode of a
-    batch at its own current slice (episodes need not be in lockstep: the batched env's are not).
-
-    Episodes at one slice are planned over the slices left; at different slices, over all ``T``
-    slices with the past ones capped at 0 (the same plan), except where the slices are coupled
-    (a risk term or the participation-change penalty), which plans each slice's group apart.
-    ``per_row=True`` plans over all ``T`` slices even in lockstep, so that each episode's orders
-    do not depend on the rest of the batch (the envs' ``residual`` mode: the batched env
-    reproduces the single env bit for bit).
-    """
-    _require_support(cfg)
-    t = np.minimum(state.t, cfg.T - 1)
-    live = t[~state.done]
-    lockstep = len(live) == 0 or bool(np.all(live == live[0]))
-    separable = not coupled(cfg) and cfg.risk_aversion == 0
-    if not lockstep and not separable:
-        lit, dark = np.zeros(len(t)), np.zeros(len(t))
-        for slice_t in np.unique(t):
-            rows = np.flatnonzero(t == slice_t)
-            sub = State(**{f.name: getattr(state, f.name)[rows] for f in fields(State)})
-            sub.t = np.full(len(rows), slice_t)
-            lit[rows], dark_rows = mpc_orders(cfg, market.take(rows), sub)
-            if dark_rows is not None:
-                dark[rows] = dark_rows
-        return lit, (dark if cfg.dark_venue else None)
-    at: int | np.ndarray = t if (per_row and separable) or not lockstep else int(live[0]) if len(live) else 0
-    if cfg.risk_aversion > 0 and not coupled(cfg):
-        return _risk_schedule(cfg, state.x, int(at))[:, 0], (np.zeros(len(t)) if cfg.dark_venue else None)
-    ex = conditional_liquidity(cfg, market, at)
-    past = ex.get("past")
-    col = np.zeros(len(t), dtype=np.int64) if past is None else t
-    # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
-    a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"], ex["mid_sched"])
-    lit, dark = plan_with_deadline(
-        cfg, a, b, c, ex["volume_low"], ex["half_spread"], ex["mid_sched"], state.x,
-        inv_volume_sq=ex["inv_volume"] ** 2,
-        dark=expected_dark(cfg, ex["volume"], ex["volume_low"], col) if cfg.dark_venue else None,
-        past=past)
-    rows = np.arange(len(t))
-    return lit[rows, col], (dark[rows, col] if cfg.dark_venue else None)
-
-
-class ModelPolicy(Policy):
-    """A trained SB3 model (anything with ``predict``) acting through the config's action mode.
-
-    :param model: an SB3 ``BaseAlgorithm`` (or any object with the same ``predict``)
-    :param deterministic: use the greedy/mean action (the default for evaluation)
-    """
-
-    def __init__(self, model: Any, deterministic: bool = True) -> None:
-        self.model = model
-        self.deterministic = deterministic
-
-    def reset(self, cfg: ExecConfig, market: Market) -> None:
-        from sb3_exec.env import action_space_for  # the env module imports gymnasium
-
-        space = getattr(self.model, "action_space", None)
-        expected = action_space_for(cfg)
-        if space is not None and space != expected:
-            raise ValueError(
-                f"action_mode: the model acts in {space}, but action_mode={cfg.action_mode!r} "
-                f"expects {expected}; evaluate with the action mode it was trained on"
-            )
-
-    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
-        actions, _ = self.model.predict(observe(cfg, market, state), deterministic=self.deterministic)
-        lit, dark = action_to_orders(cfg, market, state, actions)
+        lit, dark = mpc_orders(cfg, market, state, per_row=self.per_row)
         return lit if dark is None else (lit, dark)
 
 
@@ -469,19 +193,4 @@ def baselines_for(cfg: ExecConfig) -> list[str]:
     """The baselines a config supports: the classical ones always; ``adaptive`` and ``oracle``
     where impact is additive (and, with a risk term, liquidity constant)."""
     names = list(CLASSICAL)
-    return names if oracle_unsupported(cfg) else names + ["adaptive", "oracle"]
-
-
-def as_policy(obj: Any) -> Policy:
-    """Turn a policy, a baseline name, or an SB3 model into a ``Policy``."""
-    if isinstance(obj, Policy):
-        return obj
-    if isinstance(obj, str):
-        if obj not in BASELINES:
-            raise ValueError(f"policy: unknown baseline {obj!r}; choose one of {sorted(BASELINES)}")
-        return BASELINES[obj]()
-    if hasattr(obj, "predict"):
-        return ModelPolicy(obj)
-    raise ValueError(
-        f"policy: {obj!r} is neither a Policy, a baseline name nor a model with predict()"
-    )
+    return names if unsupported(cfg) else names + ["adaptive", "oracle"]

@@ -1,4 +1,8 @@
-"""Validated execution-model configuration and named presets.
+"""Validated execution-model configuration and named presets (imports nothing of ``sb3_exec``).
+
+Owns the model's parameters (the order, the market, the costs, the objective), the env options an
+agent trains with (its action interface's parameters, ``action_mode``, ``reward``), their
+validation, and the named presets.
 
 ``ExecConfig`` keeps every field name and default of the original notebook's ``ExecConfig``
 (``T``, ``Q0``, ``p0``, ``sigma``, ``dt``, ``kappa``, ``eta``, ``spread_bps``, ``vol_mu``,
@@ -20,8 +24,8 @@ SIDES = ("sell", "buy")
 TEMP_IMPACTS = ("participation", "rate", "linear", "sqrt")
 VOLUME_MODELS = ("normal", "log_ar1")
 SPREAD_MODELS = ("constant", "log_ar1")
+# the names of the action interfaces; ``sb3_exec.actions.INTERFACES`` defines them (and checks the names)
 ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid", "residual")
-BOX_MODES = ("continuous", "fraction", "residual")  # the modes with a Box action space
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 # 0 and 20 fractions of the remaining inventory spaced geometrically from 1% to 100%
@@ -104,10 +108,13 @@ class ExecConfig:
         [-1, 1] mapped linearly to a fraction in [0, 1] of the remaining inventory) or
         ``"fraction_grid"`` (a fraction from ``fraction_grid``); the fraction modes can express
         the front-loaded schedules that risk aversion calls for; ``"residual"`` (a Box in
-        [-1, 1] mapped to a multiplier in [1/residual_range, residual_range] on the adaptive MPC's trade for
-        the slice, ``baselines.mpc_orders``: action 0 is the MPC; needs a config the MPC solves)
+        [-1, 1] mapped to a multiplier in [1/residual_range, residual_range] on a base policy's
+        trade for the slice, the adaptive MPC by default: action 0 is the base; built by
+        ``sb3_exec.wrappers``). The interfaces themselves are ``sb3_exec.actions.INTERFACES``
     :param residual_range: the largest multiplier (and the inverse of the smallest) that
-        ``action_mode="residual"`` applies to the MPC's trade, > 1
+        ``action_mode="residual"`` applies to the base policy's trade, > 1
+    :param residual_base: the base policy of ``action_mode="residual"``: a causal baseline name
+        (``adaptive``, ``twap``, ``vwap``, ``ac``, ``pov``, ``immediate``)
     :param reward: ``"shortfall"`` (minus the realized slice cost plus risk term, in bps) or
         ``"schedule"`` (minus the slice's schedule cost plus risk term): changes training only
     """
@@ -150,6 +157,7 @@ class ExecConfig:
     fraction_grid: tuple[float, ...] = field(default=DEFAULT_FRACTION_GRID)
     action_mode: str = "twap_multiple"
     residual_range: float = 2.0
+    residual_base: str = "adaptive"
     reward: str = "shortfall"
     buy: dataclasses.InitVar[bool | None] = None
 
@@ -336,13 +344,8 @@ def _validate(cfg: ExecConfig) -> None:
     if cfg.action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {cfg.action_mode!r}")
     _check_number("residual_range", cfg.residual_range, low=1, low_open=True)
-    if cfg.action_mode == "residual":
-        from sb3_exec.baselines import oracle_unsupported  # the MPC lives with the baselines
-
-        reason = oracle_unsupported(cfg)
-        if reason is not None:
-            raise ValueError(f"action_mode: 'residual' acts on the adaptive MPC, which cannot "
-                             f"solve this config ({reason})")
+    if not isinstance(cfg.residual_base, str) or not cfg.residual_base:
+        raise ValueError(f"residual_base must be a baseline name, got {cfg.residual_base!r}")
     if cfg.reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {cfg.reward!r}")
     if cfg.volume_model not in VOLUME_MODELS:

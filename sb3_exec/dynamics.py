@@ -1,9 +1,11 @@
-"""The execution model: one slice's trade, the observation, the actions and the episode totals.
+"""The execution model's state and one slice's step: the trade, the observation, the episode totals.
 
-One implementation of the dynamics serves the single Gymnasium env, the batched env and
-``evaluate``: the slice kernel (``trade_slice``), the observation (``features``), the action
-mapping (``shares_for``) and the episode totals (``episode_metrics``) are written once with plain
-arithmetic and an ``ops`` namespace (``ARRAY`` for numpy arrays of ``B`` episodes, ``SCALAR`` for
+Owns the per-episode state (``State``), the slice kernel (``trade_slice``), the observation
+(``features``/``observe``), the reward and the episode totals (``episode_metrics``). No policy and
+no action interface lives here (those are ``sb3_exec.actions`` and ``sb3_exec.baselines``): a step
+takes orders in shares. One implementation serves the single Gymnasium env, the batched env and
+``evaluate``: the kernel and the features are written once with plain arithmetic and an ``ops``
+namespace (``ARRAY`` for numpy arrays of ``B`` episodes, ``SCALAR`` for
 the Python floats of one episode), so both paths run the same lines and give bit-identical numbers.
 
 Per slice ``t`` (``side`` = +1 for a sell, -1 for a buy; ``perm`` the adverse permanent impact
@@ -36,7 +38,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sb3_exec.config import BOX_MODES, ExecConfig
+from sb3_exec.config import ExecConfig
+from sb3_exec.costs import temp_impact
 from sb3_exec.market import Market
 
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
@@ -47,9 +50,6 @@ OBS_HIGH = np.array([1, 1, 100, 100, 1000, 1], dtype=np.float32)
 LOB_NAMES = ("signal", "depth_imbalance", "last_volume")
 LOB_LOW = np.array([-10, -1, 0], dtype=np.float32)
 LOB_HIGH = np.array([10, 1, 100], dtype=np.float32)
-# with ``action_mode="residual"``: the MPC's lit trade (and dark order, with a dark venue) for the
-# slice as fractions of the inventory left
-PLAN_NAMES = ("mpc_fraction", "mpc_dark_fraction")
 
 
 def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +58,6 @@ def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
     if cfg.lob_features:
         low.append(LOB_LOW)
         high.append(LOB_HIGH)
-    if cfg.action_mode == "residual":
-        k = 2 if cfg.dark_venue else 1
-        low.append(np.zeros(k, dtype=np.float32))
-        high.append(np.ones(k, dtype=np.float32))
     return np.concatenate(low), np.concatenate(high)
 
 
@@ -80,9 +76,6 @@ class State:
     last_part: np.ndarray  # participation q/V of the last slice traded
     part_sum: np.ndarray  # sum of the participations of the slices traded
     done: np.ndarray  # bool: order complete or deadline passed
-    plan_t: np.ndarray  # slice the cached MPC orders below are for (-1: none; residual mode)
-    plan_lit: np.ndarray  # the MPC's lit trade for slice plan_t (shares)
-    plan_dark: np.ndarray  # the MPC's dark order for slice plan_t (shares)
 
     def put(self, rows: np.ndarray, other: State) -> None:
         """Overwrite episodes ``rows`` with ``other``'s."""
@@ -148,26 +141,14 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     the whole order left, nothing traded."""
     if n is None:
         return State(t=0, x=float(cfg.Q0), perm=0.0, cost=0.0, sched_cost=0.0, risk=0.0,
-                     penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0, done=False,
-                     plan_t=-1, plan_lit=0.0, plan_dark=0.0)  # type: ignore[arg-type]
+                     penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0,
+                     done=False)  # type: ignore[arg-type]
     z = np.zeros(n)
     return State(
         t=np.zeros(n, dtype=np.int64), x=np.full(n, cfg.Q0), perm=z.copy(), cost=z.copy(),
         sched_cost=z.copy(), risk=z.copy(), penalty=z.copy(), forced=z.copy(), last_part=z.copy(),
-        part_sum=z.copy(), done=np.zeros(n, dtype=bool), plan_t=np.full(n, -1, dtype=np.int64),
-        plan_lit=z.copy(), plan_dark=z.copy(),
+        part_sum=z.copy(), done=np.zeros(n, dtype=bool),
     )
-
-
-def temp_impact(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
-    """Temporary impact in $/share of trading ``q`` shares in one slice."""
-    if cfg.temp_impact == "participation":
-        return cfg.eta * (q / volume) * mid
-    if cfg.temp_impact == "rate":
-        return (cfg.eta / cfg.dt) * q
-    if cfg.temp_impact == "linear":
-        return (cfg.eta * cfg.p0) * (q / volume)
-    return (cfg.eta * cfg.p0) * (q / volume) ** 0.5
 
 
 def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_next: Any,
@@ -224,7 +205,7 @@ def slice_view(market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(state.t)), np.minimum(state.t, market.volume.shape[1] - 1)
 
 
-def _flat_index(market: Market, state: State) -> np.ndarray:
+def flat_index(market: Market, state: State) -> np.ndarray:
     """Index of each episode's current slice into the raveled ``(B, T)`` market arrays."""
     return np.minimum(state.t, market.volume.shape[1] - 1) + market.row_offsets
 
@@ -234,7 +215,7 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
     """Trade one slice of every episode of a batch in place; episodes already done do nothing
     (they hold no shares, so they trade none, and their clock stops). ``dark_order``: shares
     posted in the dark venue (with ``cfg.dark_venue``)."""
-    idx = _flat_index(market, state)
+    idx = flat_index(market, state)
     done = state.done
     all_active = not done.any()
     res = trade_slice(
@@ -271,11 +252,9 @@ def accumulate(state: State, res: StepResult) -> None:
 
 
 def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread: Any,
-             mid_known: Any, perm: Any, last_part: Any, lob: tuple[Any, Any, Any] = (),
-             plan: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+             mid_known: Any, perm: Any, last_part: Any, lob: tuple[Any, ...] = ()) -> tuple[Any, ...]:
     """The observation features (``OBS_NAMES``, then ``LOB_NAMES`` when ``lob`` = (signal,
-    imbalance, last volume) is given, then ``PLAN_NAMES`` when ``plan`` = the MPC's (lit, dark)
-    orders is given) in float64, clipped to the space's bounds."""
+    imbalance, last volume) is given) in float64, clipped to the space's bounds."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
     move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
     base = (
@@ -293,20 +272,18 @@ def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread
             imbalance,
             ops.minimum(last_volume * (1.0 / cfg.vol_mu), float(LOB_HIGH[2])),
         )
-    if plan:
-        inv_x = ops.where(x > 0, 1.0 / ops.maximum(x, 1e-300), 0.0)
-        base += tuple(ops.minimum(order * inv_x, 1.0) for order in plan)
     return base
 
 
 def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
-    """The agents' observations of a batch, ``(B, 6)`` float32 (see the env doc).
+    """The agents' observations of a batch, ``(B, 6)`` float32, ``(B, 9)`` with the tape/LOB
+    features (see the env doc).
 
     The price feature uses only innovations of slices already finished (``mid_known``), so no
     policy sees the current slice's shock or noise before it trades; after the deadline the
     slice's volume and spread read 0.
     """
-    idx = _flat_index(market, state)
+    idx = flat_index(market, state)
     live = state.t < cfg.T
     volume, half_spread = market.volume.take(idx), market.half_spread.take(idx)
     if not live.all():
@@ -315,105 +292,12 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     if cfg.lob_features:
         last = np.maximum(idx - 1, market.row_offsets)  # slice t-1 (slice 0 at the start)
         lob = (market.signal.take(idx), market.imbalance.take(idx), market.volume.take(last))
-    plan: tuple[Any, ...] = ()
-    if cfg.action_mode == "residual":
-        lit, dark = planned_orders(cfg, market, state)
-        plan = (lit, dark) if cfg.dark_venue else (lit,)
     cols = features(cfg, ARRAY, state.t, state.x, volume, half_spread, market.mid_known.take(idx),
-                    state.perm, state.last_part, lob, plan)
+                    state.perm, state.last_part, lob)
     obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         obs[:, j] = col
     return obs
-
-
-def planned_orders(cfg: ExecConfig, market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
-    """The adaptive MPC's ``(lit, dark)`` orders for each episode's current slice
-    (``baselines.mpc_orders``, each episode at its own slice), cached in ``state`` by slice."""
-    if np.any(state.plan_t != state.t):
-        from sb3_exec.baselines import mpc_orders  # the MPC lives with the baselines
-
-        lit, dark = mpc_orders(cfg, market, state, per_row=True)
-        state.plan_lit[:] = lit
-        state.plan_dark[:] = 0.0 if dark is None else dark
-        state.plan_t[:] = state.t
-    return state.plan_lit, state.plan_dark
-
-
-def residual_multiplier(cfg: ExecConfig, ops: Any, action: Any) -> Any:
-    """``residual`` mode's multiplier on the MPC's order: ``1 + (r-1) a`` for ``a >= 0`` and
-    ``1 / (1 + (r-1) |a|)`` below, so ``a = 0`` is the MPC, ``+-1`` are ``r`` and ``1/r``, and
-    ``-a`` undoes ``a``. Plain arithmetic (no ``pow``), so both paths agree bit for bit."""
-    a = ops.minimum(ops.maximum(action, -1.0), 1.0)
-    k = cfg.residual_range - 1.0
-    return (1.0 + k * ops.maximum(a, 0.0)) / (1.0 + k * ops.maximum(-a, 0.0))
-
-
-def shares_for(cfg: ExecConfig, ops: Any, action: Any, t: Any, x: Any, volume: Any,
-               planned: Any = 0.0) -> Any:
-    """Shares an agent's action asks for (ints for the grids, floats in [-1, 1] for the boxes;
-    ``planned``: the MPC's trade, for ``residual``).
-
-    Except in ``participation`` mode the last slice trades everything left, so the deadline is
-    met at the normal impact; in ``participation`` mode (the notebook's) whatever the grid leaves
-    is force-liquidated at the deadline.
-    """
-    mode = cfg.action_mode
-    if mode == "participation":
-        return action * (cfg.max_participation / (cfg.action_levels - 1)) * volume
-    slices_left = ops.maximum(cfg.T - t, 1)
-    if mode == "residual":
-        return planned * residual_multiplier(cfg, ops, action)  # the MPC may leave some to the deadline
-    if mode in ("fraction", "fraction_grid"):
-        if mode == "fraction_grid":
-            frac = ops.lookup(cfg.fraction_grid, action)
-        else:
-            frac = (ops.minimum(ops.maximum(action, -1.0), 1.0) + 1.0) * 0.5
-        return ops.where(slices_left == 1, x, frac * x)
-    if mode == "twap_multiple":
-        mult = ops.lookup(cfg.twap_multiples, action)
-    else:
-        mult = (ops.minimum(ops.maximum(action, -1.0), 1.0) + 1.0) * (0.5 * cfg.twap_multiples[-1])
-    return ops.where(slices_left == 1, x, mult * x / slices_left)
-
-
-def split_action(cfg: ExecConfig, action: Any) -> tuple[Any, Any]:
-    """(lit action, dark action): with a dark venue a discrete action ``a`` is the pair
-    ``(a // len(dark_levels), a % len(dark_levels))`` and a box action is ``(a[0], a[1])``."""
-    if not cfg.dark_venue:
-        return action, None
-    if cfg.action_mode in BOX_MODES:
-        return action[..., 0], action[..., 1]
-    n = len(cfg.dark_levels)
-    return action // n, action % n
-
-
-def dark_order_for(cfg: ExecConfig, ops: Any, dark_action: Any, x: Any, planned: Any = 0.0) -> Any:
-    """Shares posted in the dark venue: a level of ``dark_levels`` (discrete) or a fraction
-    ``(a+1)/2`` (box) of the inventory left; in ``residual`` mode the MPC's dark order
-    ``planned`` times ``residual_multiplier``."""
-    if cfg.action_mode == "residual":
-        return planned * residual_multiplier(cfg, ops, dark_action)
-    if cfg.action_mode in ("continuous", "fraction"):
-        return (ops.minimum(ops.maximum(dark_action, -1.0), 1.0) + 1.0) * 0.5 * x
-    return ops.lookup(cfg.dark_levels, dark_action) * x
-
-
-def action_to_orders(cfg: ExecConfig, market: Market, state: State,
-                     actions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(lit shares, dark order or None)`` for a batch of actions: ``(B,)`` ints or ``(B, k)``
-    floats."""
-    idx = _flat_index(market, state)
-    discrete = cfg.action_mode in ("twap_multiple", "fraction_grid", "participation")
-    a = np.asarray(actions, dtype=np.int64 if discrete else np.float64)
-    a = a.reshape(-1) if discrete else a.reshape(len(idx), -1)
-    lit, dark = split_action(cfg, a)
-    if not discrete and not cfg.dark_venue:
-        lit = lit[:, 0]
-    lit = np.asarray(lit, dtype=np.int64 if cfg.action_mode != "participation" and discrete else np.float64)
-    plan_lit, plan_dark = planned_orders(cfg, market, state) if cfg.action_mode == "residual" else (0.0, 0.0)
-    shares = shares_for(cfg, ARRAY, lit, state.t, state.x, market.volume.take(idx), plan_lit)
-    return shares, None if dark is None else dark_order_for(cfg, ARRAY, dark, state.x, plan_dark)
 
 
 def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:

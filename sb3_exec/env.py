@@ -1,4 +1,10 @@
-"""``ExecutionEnv``: the execution model as a Gymnasium env (the batch-of-one case of the dynamics)."""
+"""``ExecutionEnv``: the execution model as a Gymnasium env (the batch-of-one case of the dynamics).
+
+Owns the single env: seeding and resets, the action check, and stepping one episode through the
+dynamics on Python floats. Actions become orders through the config's action interface
+(``sb3_exec.actions``); ``step_orders`` takes orders in shares directly (what wrappers such as the
+residual use, ``sb3_exec.wrappers``).
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_exec import dynamics
+from sb3_exec import actions, dynamics
 from sb3_exec.config import ExecConfig, make_config
 from sb3_exec.market import Market, draw_market
 from sb3_exec.rng import as_seeds, next_episode_seeds
 from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
 
-def action_space_for(cfg: ExecConfig) -> spaces.Space:
-    """The action space of a config's ``action_mode``."""
-    dark = len(cfg.dark_levels) if cfg.dark_venue else 1  # the dark order multiplies the grid
-    if cfg.action_mode == "participation":
-        return spaces.Discrete(cfg.action_levels * dark)
-    if cfg.action_mode == "twap_multiple":
-        return spaces.Discrete(len(cfg.twap_multiples) * dark)
-    if cfg.action_mode == "fraction_grid":
-        return spaces.Discrete(len(cfg.fraction_grid) * dark)
-    return spaces.Box(-1.0, 1.0, shape=(2 if cfg.dark_venue else 1,), dtype=np.float32)
-
 
 def observation_space_for(cfg: ExecConfig) -> spaces.Box:
-    """The observation space (see ``dynamics.OBS_NAMES``)."""
+    """The observation space (see ``dynamics.OBS_NAMES``; a wrapper may add features)."""
     low, high = dynamics.obs_bounds(cfg)
     return spaces.Box(low, high, dtype=np.float32)
 
@@ -128,12 +123,15 @@ class ExecutionEnv(gym.Env):
     def __init__(self, preset: str | ExecConfig = "seed", render_mode: str | None = None,
                  **overrides: Any) -> None:
         self.cfg = make_config(preset, **overrides)
+        self.preset = preset if isinstance(preset, str) else None  # the preset's name, if one
         self.render_mode = render_mode  # nothing to render; accepted for Gymnasium's API
-        self.action_space = action_space_for(self.cfg)
+        self.interface = actions.interface(self.cfg)
+        self.action_space = actions.action_space(self.cfg)
         self.observation_space = observation_space_for(self.cfg)
         self._market: Market | None = None
         self._state: dynamics.State | None = None
         self._path: tuple[list[float], ...] = ()
+        self._discrete = isinstance(self.action_space, spaces.Discrete)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -161,39 +159,50 @@ class ExecutionEnv(gym.Env):
         t = min(s.t, cfg.T - 1)
         live = s.t < cfg.T
         lob = (signal[t], imbalance[t], volume[max(t - 1, 0)]) if cfg.lob_features else ()
-        plan: tuple[float, ...] = ()
-        if cfg.action_mode == "residual":
-            plan = self._planned() if cfg.dark_venue else self._planned()[:1]
         feats = dynamics.features(cfg, dynamics.SCALAR, s.t, s.x, volume[t] if live else 0.0,
                                   half_spread[t] if live else 0.0, mid_known[t], s.perm, s.last_part,
-                                  lob, plan)
+                                  lob)
         return np.array(feats, dtype=np.float32)
 
-    def _planned(self) -> tuple[float, float]:
-        """The MPC's (lit, dark) orders for the current slice (``residual`` mode), cached."""
+    def batch_view(self) -> tuple[Market, dynamics.State]:
+        """The current episode as a batch of one (``Market`` and a ``State`` copy of arrays), as
+        the policies of ``sb3_exec.baselines`` read it."""
         s = self._state
-        if s.plan_t != s.t:
-            batch = dynamics.initial_state(self.cfg, 1)
-            for name in ("t", "x", "perm", "last_part", "done"):
-                getattr(batch, name)[0] = getattr(s, name)
-            lit, dark = dynamics.planned_orders(self.cfg, self._market, batch)
-            s.plan_t, s.plan_lit, s.plan_dark = s.t, float(lit[0]), float(dark[0])
-        return s.plan_lit, s.plan_dark
+        if s is None or self._market is None:
+            raise RuntimeError("call reset() first")
+        batch = dynamics.initial_state(self.cfg, 1)
+        for name in ("t", "x", "perm", "cost", "sched_cost", "risk", "penalty", "forced",
+                     "last_part", "part_sum", "done"):
+            getattr(batch, name)[0] = getattr(s, name)
+        return self._market, batch
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice. Raises ``ValueError`` for an action outside the action space."""
         s = self._state
         if s is None:
             raise RuntimeError("call reset() before step()")
+        if self.interface.needs_base:
+            raise RuntimeError(
+                f"action_mode: {self.cfg.action_mode!r} acts on a base policy's order; build the env "
+                f"with gymnasium.make('sb3_exec/Execution-v0', action_mode={self.cfg.action_mode!r}, "
+                f"...) or sb3_exec.wrappers.ResidualWrapper"
+            )
+        cfg, a = self.cfg, self._check_action(action)
+        lit, dark_action = actions.split(cfg, a) if cfg.dark_venue else (a, None)
+        shares = self.interface.lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][min(s.t, cfg.T - 1)], 0.0)
+        dark_order = 0.0 if dark_action is None else actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x)
+        return self.step_orders(shares, dark_order)
+
+    def step_orders(self, shares: float, dark_order: float = 0.0) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Trade one slice with orders in shares (``shares`` lit, ``dark_order`` in the dark
+        venue): what ``step`` does after the action interface."""
+        s = self._state
+        if s is None:
+            raise RuntimeError("call reset() before step()")
         if s.done:
             raise RuntimeError("the episode has ended; call reset()")
-        cfg, a, t = self.cfg, self._check_action(action), s.t
+        cfg, t = self.cfg, s.t
         volume, half_spread, mid, noise, mid_sched, *_, dark = self._path
-        lit, dark_action = dynamics.split_action(cfg, a)
-        plan_lit, plan_dark = self._planned() if cfg.action_mode == "residual" else (0.0, 0.0)
-        shares = dynamics.shares_for(cfg, dynamics.SCALAR, lit, t, s.x, volume[t], plan_lit)
-        dark_order = (dynamics.dark_order_for(cfg, dynamics.SCALAR, dark_action, s.x, plan_dark)
-                      if cfg.dark_venue else 0.0)
         res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
                                    half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part,
                                    dark_order, dark[t])
@@ -207,7 +216,7 @@ class ExecutionEnv(gym.Env):
     def _check_action(self, action: Any) -> Any:
         """The action as an int (discrete) or float (continuous), or ``ValueError``."""
         space = self.action_space
-        if isinstance(space, spaces.Discrete):
+        if self._discrete:
             if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
                 a = int(action)
             else:

@@ -1,4 +1,9 @@
-"""The one rollout loop for every policy, and paired statistics over seeded episodes."""
+"""The one rollout loop for every policy, and paired statistics over seeded episodes.
+
+``evaluate`` runs named policies (baselines, trained models acting through their own action
+interfaces, run folders, any ``Policy``) on the same seeded episodes of one market; ``Evaluation``
+holds the episodes and computes the paired statistics (``summary``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from scipy import stats
 
 from sb3_exec import dynamics
 from sb3_exec.analytic import analytic_optimum_bps
-from sb3_exec.baselines import Policy, as_policy
+from sb3_exec.baselines import Policy
+from sb3_exec.policies import as_policy
 from sb3_exec.config import ExecConfig, make_config
 from sb3_exec.market import Market, draw_market
 from sb3_exec.rng import as_seeds
@@ -165,9 +171,13 @@ def evaluate(
 ) -> Evaluation:
     """Run named policies over the same seeded episodes (common random numbers).
 
-    :param policies: name -> a ``Policy``, a baseline name (``"twap"``...) or an SB3 model
-    :param env_kwargs: what ``gymnasium.make("sb3_exec/Execution-v0", **env_kwargs)`` takes:
-        ``preset`` and any config override (an ``ExecConfig`` is accepted too)
+    :param policies: name -> a ``Policy``, a baseline name (``"twap"``...), an SB3 model (it acts
+        through the action interface it was trained in: ``policies.ModelPolicy``) or the path of
+        a run folder written by ``sb3_exec.train``/``experiments.compare``
+    :param env_kwargs: the market: what ``gymnasium.make("sb3_exec/Execution-v0", **env_kwargs)``
+        takes, ``preset`` and any config override (an ``ExecConfig`` is accepted too). Its
+        ``reward`` is irrelevant (both objectives are reported); its ``action_mode`` is used only
+        by models that carry no interface of their own
     :param seeds: episode seeds; episode ``s`` is the env's ``reset(seed=s)``
     :param trajectories: also return a row per policy, seed and slice in ``.steps``
     """

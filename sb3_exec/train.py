@@ -117,8 +117,10 @@ def train(
     path = out / "model.zip"
     model.save(path)
     cfg = make_config(preset, **cfg_kwargs)
+    algo = type(model)
     meta = {
-        "agent": agent, "preset": preset, "seed": seed, "timesteps": budget,
+        "agent": agent, "algo": f"{algo.__module__}:{algo.__qualname__}", "preset": preset,
+        "seed": seed, "timesteps": budget,
         "env_kwargs": env_kwargs, "config": dataclasses.asdict(cfg),
         "hyperparams": {**params, **hyperparam_overrides}, "train_seconds": wall,
         "validation": evaluator.history if evaluator else [], "versions": versions(),

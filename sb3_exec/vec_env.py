@@ -1,5 +1,7 @@
 """``ExecutionVecEnv``: an SB3 ``VecEnv`` that steps B episodes as arrays with the same dynamics.
 
+Owns the batched env: seeding, auto-resets, the batch's action check and infos.
+
 It is the single env's dynamics (``sb3_exec.dynamics``) on a batch, not a second model: for the
 same seeds it yields exactly the same episodes as a ``DummyVecEnv`` of ``ExecutionEnv``\\ s
 (observations, rewards, terminal infos, and per-step infos with ``step_infos=True``).
@@ -16,10 +18,10 @@ import numpy as np
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from sb3_exec import dynamics
+from sb3_exec import actions, dynamics
 from sb3_exec.config import ExecConfig, make_config
+from sb3_exec.env import observation_space_for
 from sb3_exec.market import Market, draw_market
-from sb3_exec.env import action_space_for, observation_space_for
 from sb3_exec.rng import as_seeds, next_episode_seeds
 from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
 
@@ -37,6 +39,10 @@ class _EnvView:
     @property
     def cfg(self) -> ExecConfig:
         return self._vec.cfg
+
+    @property
+    def preset(self) -> str | None:
+        return self._vec.preset
 
     @property
     def action_space(self) -> gym.Space:
@@ -71,8 +77,9 @@ class ExecutionVecEnv(VecEnv):
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.cfg = make_config(preset, **overrides)
+        self.preset = preset if isinstance(preset, str) else None  # the preset's name, if one
         self._views = [_EnvView(self, i) for i in range(int(num_envs))]
-        super().__init__(int(num_envs), observation_space_for(self.cfg), action_space_for(self.cfg))
+        super().__init__(int(num_envs), observation_space_for(self.cfg), actions.action_space(self.cfg))
         self.step_infos = step_infos
         self.market: Market | None = None
         self.state: dynamics.State | None = None
@@ -137,10 +144,22 @@ class ExecutionVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self.state is None or self._actions is None:
             raise RuntimeError("call reset() before step()")
-        cfg, market, state = self.cfg, self.market, self.state
-        actions = self._check_actions(self._actions)
+        if actions.interface(self.cfg).needs_base:
+            raise RuntimeError(
+                f"action_mode: {self.cfg.action_mode!r} acts on a base policy's order; build the env "
+                f"with sb3_exec.wrappers.make_vec_env or wrap it in ResidualVecEnv"
+            )
+        a = self._check_actions(self._actions)
         self._actions = None
-        res = dynamics.step(cfg, market, state, *dynamics.action_to_orders(cfg, market, state, actions))
+        return self.step_orders(*actions.orders(self.cfg, self.market, self.state, a))
+
+    def step_orders(self, shares: np.ndarray, dark_order: np.ndarray | None = None) -> VecEnvStepReturn:
+        """Step every episode with orders in shares (``(B,)`` lit, and dark orders with a dark
+        venue): what ``step`` does after the action interface; finished episodes auto-reset."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        cfg, market, state = self.cfg, self.market, self.state
+        res = dynamics.step(cfg, market, state, shares, dark_order)
         self.last_step = res
         rewards = dynamics.reward_bps(cfg, res)
         dones = res.terminated.copy()

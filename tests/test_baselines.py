@@ -74,7 +74,7 @@ class _Greedy:
 
 
 def test_models_act_through_the_action_mode():
-    from sb3_exec.env import action_space_for
+    from sb3_exec.actions import action_space as action_space_for
 
     cfg = make_config("seed")
     model = _Greedy(action_space_for(cfg))

@@ -8,7 +8,8 @@ from scipy import optimize
 
 from conftest import Anticipating, RandomPolicy
 from sb3_exec import evaluate
-from sb3_exec.analytic import ac_model, water_fill
+from sb3_exec.analytic import ac_model
+from sb3_exec.planning import water_fill
 from sb3_exec.baselines import BASELINES, Adaptive, Oracle, Policy
 from sb3_exec.config import make_config
 from sb3_exec.market import draw_market, volume_profile

@@ -1,15 +1,22 @@
-"""The residual action mode: an agent scales the adaptive MPC's trade, planned per episode."""
+"""The residual interface: an agent scales a base policy's trade (the MPC planned per episode by
+default, or any causal baseline), one implementation for the wrappers and ``evaluate``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sb3_exec import ExecutionEnv, make_config
-from sb3_exec.baselines import Adaptive, mpc_orders
-from sb3_exec.dynamics import ARRAY, SCALAR, initial_state, observe, residual_multiplier
+import gymnasium as gym
+
+import sb3_exec
+from sb3_exec import ExecutionEnv, make_config, make_env, make_vec_env
+from sb3_exec.actions import residual_multiplier
+from sb3_exec.baselines import TWAP, Adaptive
+from sb3_exec.dynamics import ARRAY, SCALAR, initial_state, observe
 from sb3_exec.evaluation import evaluate
 from sb3_exec.market import draw_market
+from sb3_exec.planning import mpc_orders
+from sb3_exec.policies import ModelPolicy, ResidualBase
 from sb3_exec.rng import as_seeds
 
 
@@ -55,7 +62,7 @@ def test_mpc_orders_per_episode_equal_planning_each_episode_alone(preset, overri
 @pytest.mark.parametrize("preset", ["liquidity", "lob"])
 def test_residual_action_zero_is_the_adaptive_mpc(preset):
     dims = 2 if preset == "lob" else 1
-    kw = {"preset": preset, "action_mode": "residual"}
+    kw = {"preset": preset, "action_mode": "residual"}  # the default interface of bare models
     ev = evaluate({"zero": Constant(0.0, dims), "more": Constant(1.0, dims), "adaptive": Adaptive()},
                   kw, seeds=range(40))
     by = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
@@ -73,20 +80,49 @@ def test_residual_multiplier_and_observation():
     np.testing.assert_allclose(residual_multiplier(cfg, ARRAY, a[:5]) * residual_multiplier(cfg, ARRAY, -a[:5]), 1.0)
 
     market, state = _desynchronized(cfg, 5)
-    obs = observe(cfg, market, state)
-    lit, _ = mpc_orders(cfg, market, state, per_row=True)
+    base = ResidualBase(cfg)
+    lit, dark = base.orders(market, state)
+    obs = np.concatenate([observe(cfg, market, state), base.features(state.x, lit, dark)], axis=1)
+    np.testing.assert_array_equal(lit, mpc_orders(cfg, market, state, per_row=True)[0])
     assert obs.shape == (5, 7)
     np.testing.assert_allclose(obs[:, -1], np.minimum(lit / state.x, 1.0), rtol=1e-6)
 
-    env = ExecutionEnv("liquidity", action_mode="residual", residual_range=3.0)
+    env = gym.make(sb3_exec.ENV_ID, preset="liquidity", action_mode="residual", residual_range=3.0)
+    assert env.observation_space.shape == (7,)
     obs, _ = env.reset(seed=3)
-    planned = obs[-1] * env.cfg.Q0
+    planned = obs[-1] * env.unwrapped.cfg.Q0
     _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))
-    assert info["q_exec"] == pytest.approx(min(3 * planned, 0.25 * env._path[0][0]), rel=1e-6)
+    assert info["q_exec"] == pytest.approx(min(3 * planned, 0.25 * env.unwrapped._path[0][0]), rel=1e-6)
 
 
 def test_residual_config_errors():
     with pytest.raises(ValueError, match="action_mode"):
-        make_config("seed", action_mode="residual")  # the notebook's impact: no MPC
+        make_env("seed", action_mode="residual")  # the notebook's impact: the MPC cannot solve it
+    with pytest.raises(ValueError, match="action_mode"):
+        gym.make(sb3_exec.ENV_ID, preset="seed", action_mode="residual")
     with pytest.raises(ValueError, match="residual_range"):
         make_config("liquidity", action_mode="residual", residual_range=1.0)
+    with pytest.raises(ValueError, match="residual_base"):
+        make_env("liquidity", action_mode="residual", residual_base="oracle")  # sees the future
+    with pytest.raises(ValueError, match="residual_base"):
+        make_vec_env(2, "liquidity", action_mode="residual", residual_base="mpc")  # no such baseline
+    # the bare env does not know the base: it says how to build the residual env
+    bare = ExecutionEnv("liquidity", action_mode="residual")
+    bare.reset(seed=0)
+    with pytest.raises(RuntimeError, match="residual"):
+        bare.step(np.zeros(1, dtype=np.float32))
+
+
+def test_residual_on_twap_is_twap_at_zero_and_acts_on_the_notebook_preset():
+    """Any causal baseline can be the base: on the notebook's preset (which the MPC cannot solve)
+    action 0 reproduces TWAP on every episode, and a multiplier changes the cost."""
+    kw = {"preset": "seed", "action_mode": "residual", "residual_base": "twap"}
+    zero = ModelPolicy(Constant(0.0, 1), action_mode="residual", residual_base="twap")
+    slow = ModelPolicy(Constant(-1.0, 1), action_mode="residual", residual_base="twap")
+    ev = evaluate({"zero": zero, "slow": slow, "twap": TWAP()}, {"preset": "seed"}, seeds=range(30))
+    by = ev.episodes.pivot(index="seed", columns="policy", values="objective_bps")
+    np.testing.assert_array_equal(by["zero"], by["twap"])
+    assert (by["slow"] != by["twap"]).all()  # half of TWAP each slice: the deadline sells the rest
+    env = make_env(**kw)
+    obs, _ = env.reset(seed=5)
+    assert obs[-1] == pytest.approx(1 / 40)  # TWAP's first slice as a fraction of the order

@@ -8,7 +8,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecMonitor
 
-from sb3_exec import ExecutionEnv
+from sb3_exec import make_env, make_vec_env
 from sb3_exec.vec_env import ExecutionVecEnv
 
 MODES = ["participation", "twap_multiple", "continuous", "fraction", "fraction_grid"]
@@ -27,12 +27,17 @@ CASES = [(preset, mode, side) for preset in ("seed", "ac2000") for mode in MODES
 # episodes planned in groups at equal slices)
 CASES += [("liquidity", "residual", "sell"), ("liquidity", "residual", "buy"),
           ("ac2000", "residual", "sell")]
+# a residual on TWAP and on VWAP: bases that solve nothing, so any preset (the notebook's too)
+CASES += [("seed", "residual:twap", "sell"), ("liquidity", "residual:vwap", "buy")]
 
 
 @pytest.mark.parametrize("preset, mode, side", CASES)
 def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
     B, steps = 3, 120  # many episode boundaries on every preset
+    mode, _, base = mode.partition(":")
     kwargs = dict(action_mode=mode, side=side, reward="schedule" if side == "buy" else "shortfall")
+    if base:
+        kwargs["residual_base"] = base
     if preset == "liquidity":
         kwargs["T"] = 8
     if side == "buy":  # and the penalties, the order-flow signal and the dark venue on
@@ -40,9 +45,9 @@ def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
                       signal_strength=0.1, signal_phi=0.7, dark_share=0.05, dark_adverse_bps=1.0)
         if preset == "liquidity":  # the MPC's coupled solve is slow; ac2000 covers the groups
             kwargs.update(participation_change_penalty=0.0)
-    vec = ExecutionVecEnv(B, preset, step_infos=True, **kwargs)
+    vec = make_vec_env(B, preset, step_infos=True, **kwargs)
     vec.seed(100)
-    singles = [ExecutionEnv(preset, **kwargs) for _ in range(B)]
+    singles = [make_env(preset, **kwargs) for _ in range(B)]
     obs_v = vec.reset()
     obs_s = np.stack([e.reset(seed=100 + i)[0] for i, e in enumerate(singles)])
     np.testing.assert_array_equal(obs_v, obs_s)

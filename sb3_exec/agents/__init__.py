@@ -1,5 +1,9 @@
 """Agents: a registry from names to SB3 algorithms with default hyperparameters in YAML.
 
+A model built here carries its env options (preset, action interface, reward) as
+``model.exec_env_kwargs``, which SB3 saves inside the model's zip; ``sb3_exec.evaluate`` acts
+through them (``policies.ModelPolicy``).
+
 Hyperparameters live in ``sb3_exec/agents/hyperparams/<name>.yml``, one file per agent, keyed by
 preset with a ``default`` entry (the rl-baselines3-zoo convention). Besides the algorithm's own
 keyword arguments an entry may hold ``n_timesteps`` (training budget), ``n_envs`` (parallel
@@ -23,7 +27,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from sb3_exec.agents.ddqn import DoubleDQN
-from sb3_exec.config import PRESETS, make_config
+from sb3_exec.config import PRESETS, ExecConfig, make_config
+from sb3_exec.policies import INTERFACE_FIELDS
+from sb3_exec.wrappers import make_vec_env
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 META_KEYS = ("n_timesteps", "n_envs", "env_kwargs")
@@ -90,12 +96,11 @@ def env_kwargs_for(name: str, preset: str, **overrides: Any) -> dict[str, Any]:
 def make_env(name: str, preset: str, seed: int = 0, n_envs: int | None = None,
              **env_overrides: Any) -> VecEnv:
     """The training env of an agent on a preset: the batched ``ExecutionVecEnv`` (``n_envs``
-    from the YAML by default) under SB3's ``VecMonitor``, seeded with ``seed``."""
-    from sb3_exec.vec_env import ExecutionVecEnv
-
+    from the YAML by default; wrapped for the residual interface) under SB3's ``VecMonitor``,
+    seeded with ``seed``."""
     kwargs = env_kwargs_for(name, preset, **env_overrides)
     n = n_envs or hyperparams(name, preset).get("n_envs", 1)
-    env = VecMonitor(ExecutionVecEnv(n, **kwargs))
+    env = VecMonitor(make_vec_env(n, **kwargs))
     env.seed(seed)
     return env
 
@@ -125,15 +130,38 @@ def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
     spec = _check_agent(name)
     if isinstance(env, str):
         preset, env = env, None
-    params = hyperparams(name, preset or "default")
     if env is None:
         if preset is None:
             raise ValueError("env: give an env or a preset")
         env = make_env(name, preset, seed=seed)
+    cfg = env_config(env)
+    env_preset = env_attr(env, "preset")
+    params = hyperparams(name, preset or (env_preset if env_preset in PRESETS else "default"))
     kwargs = _algo_kwargs(params)
     kwargs.update(overrides)
     policy = kwargs.pop("policy", "MlpPolicy")
-    return spec.algo(policy, env, seed=seed, **kwargs)
+    model = spec.algo(policy, env, seed=seed, **kwargs)
+    if cfg is not None:  # the interface travels with the model (and its zip)
+        model.exec_env_kwargs = {"preset": env_preset, "reward": cfg.reward,
+                                 **{k: getattr(cfg, k) for k in INTERFACE_FIELDS}}
+    return model
 
 
-__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "env_kwargs_for", "hyperparams", "make", "make_env"]
+def env_attr(env: gym.Env | VecEnv, name: str) -> Any:
+    """An attribute of an execution env (single, wrapped or batched), or None."""
+    try:
+        if isinstance(env, VecEnv):
+            return env.get_attr(name, indices=[0])[0]
+        return getattr(env.unwrapped, name, None)
+    except AttributeError:
+        return None
+
+
+def env_config(env: gym.Env | VecEnv) -> ExecConfig | None:
+    """The ``ExecConfig`` of an execution env, or None for another env."""
+    cfg = env_attr(env, "cfg")
+    return cfg if isinstance(cfg, ExecConfig) else None
+
+
+__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "env_config", "env_kwargs_for", "hyperparams", "make",
+           "make_env"]
