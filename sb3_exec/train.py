@@ -28,6 +28,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from sb3_exec import agents
 from sb3_exec.callbacks import ExecutionMetricsCallback, HParamCallback, SeededEvalCallback
 from sb3_exec.config import PRESETS, make_config
+from sb3_exec.policies import load_run
 from sb3_exec.seeding import validation_seeds
 
 
@@ -130,11 +131,14 @@ def train(
 
 
 def load(path: str | Path) -> BaseAlgorithm:
-    """Load a model saved by ``train`` (its ``meta.json`` names the algorithm)."""
+    """Load a model saved by ``train`` (its ``meta.json`` names the algorithm); to evaluate it
+    through the interface it was trained in, ``sb3_exec.load_run`` gives the policy."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     meta = json.loads((folder / "meta.json").read_text())
-    algo = agents.AGENTS[meta["agent"]].algo
+    if meta.get("algo"):
+        return load_run(path).model
+    algo = agents.AGENTS[meta["agent"]].algo  # written before meta.json named the algorithm
     return algo.load(folder / "model.zip" if path.is_dir() else path, device="cpu")
 
 

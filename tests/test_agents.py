@@ -8,7 +8,7 @@ import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from sb3_exec import agents, evaluate
+from sb3_exec import agents, evaluate, make_config
 from sb3_exec.agents import DoubleDQN
 from sb3_exec.agents.ddqn import double_q_target, dqn_target
 from sb3_exec.env import ExecutionEnv
@@ -108,6 +108,18 @@ def test_any_other_sb3_algorithm_works_on_the_env_unchanged():
         ev = evaluate({"m": model, "twap": "twap"}, {"preset": "ac2000", "action_mode": "fraction"},
                       seeds=range(10))
         assert ev.episodes.schedule_objective_bps.notna().all()
+
+
+def test_make_reads_the_preset_of_the_env():
+    """``make(name, env)`` uses the YAML entry of the env's preset (ppo_res is tuned on liquidity)."""
+    tuned = agents.hyperparams("ppo_res", "liquidity")["learning_rate"]
+    assert tuned != agents.hyperparams("ppo_res", "default")["learning_rate"]
+    model = agents.make("ppo_res", agents.make_env("ppo_res", "liquidity", n_envs=2))
+    assert model.learning_rate == tuned
+    single = agents.make("ppo", make_env("liquidity", action_mode="fraction_grid"))
+    assert single.learning_rate == agents.hyperparams("ppo", "liquidity")["learning_rate"]
+    custom = agents.make("ppo_res", make_env(make_config("liquidity"), action_mode="residual"))
+    assert custom.learning_rate == agents.hyperparams("ppo_res", "default")["learning_rate"]
 
 
 def test_registry_errors():
