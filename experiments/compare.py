@@ -377,7 +377,7 @@ def parse_args(argv: Sequence[str] | None = None, all_parts: bool = False) -> li
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(CONFIG_DIR / "quick.yaml"),
                    help="experiment YAML (default: experiments/configs/quick.yaml)")
-    p.add_argument("--name", help="output folder name under results/")
+    p.add_argument("--name", help="output folder name under results/ (or --out)")
     p.add_argument("--part", nargs="+", help="run only these parts of a multi-part config")
     p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
     p.add_argument("--agents", nargs="*", choices=sorted(agents.AGENTS),
@@ -392,8 +392,10 @@ def parse_args(argv: Sequence[str] | None = None, all_parts: bool = False) -> li
     p.add_argument("--workers", type=int, help="parallel runs")
     p.add_argument("--backend", choices=BACKENDS, help="local process pool or Ray")
     p.add_argument("--address", help="Ray cluster address (with --backend ray)")
-    p.add_argument("--out", help="output folder (default results/<name>)")
+    p.add_argument("--out", help="output folder (default results/<name>; or --name)")
     a = p.parse_args(argv)
+    if a.name and a.out:
+        p.error("--name and --out both name the output folder; give one")
     overrides = {k: getattr(a, k) for k in ("name", "preset", "agents", "baselines", "seeds",
                                             "timesteps", "eval_episodes", "validation_episodes",
                                             "master_seed", "workers", "backend", "address", "out")}

@@ -34,12 +34,13 @@ It is computed in the same pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from sb3_exec.config import ExecConfig
-from sb3_exec.costs import temp_impact
+from sb3_exec.costs import impact
 from sb3_exec.market import Market
 
 MIN_PRICE = 0.01  # $/share; the notebook's floor on the mid
@@ -50,6 +51,15 @@ OBS_HIGH = np.array([1, 1, 100, 100, 1000, 1], dtype=np.float32)
 LOB_NAMES = ("signal", "depth_imbalance", "last_volume")
 LOB_LOW = np.array([-10, -1, 0], dtype=np.float32)
 LOB_HIGH = np.array([10, 1, 100], dtype=np.float32)
+# the bounds as Python floats, for clipping
+_VOLUME_MAX, _SPREAD_MAX, _MOVE_MIN, _MOVE_MAX = (float(OBS_HIGH[2]), float(OBS_HIGH[3]),
+                                                  float(OBS_LOW[4]), float(OBS_HIGH[4]))
+_SIGNAL_MIN, _SIGNAL_MAX, _LAST_VOLUME_MAX = float(LOB_LOW[0]), float(LOB_HIGH[0]), float(LOB_HIGH[2])
+
+
+def obs_names(cfg: ExecConfig) -> tuple[str, ...]:
+    """The names of a config's observation features, in order."""
+    return OBS_NAMES + LOB_NAMES if cfg.lob_features else OBS_NAMES
 
 
 def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -151,53 +161,78 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     )
 
 
-def trade_slice(cfg: ExecConfig, ops: Any, shares: Any, x: Any, perm: Any, t_next: Any,
-                volume: Any, half_spread: Any, mid_exo: Any, noise: Any, mid_sched: Any,
-                last_part: Any, dark_order: Any = 0.0, dark_liquidity: Any = 0.0) -> StepResult:
-    """One slice of the model (see the module doc): the single source of the dynamics.
+def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
+    """The slice step of a config (see the module doc), with the config's constants bound once:
+    the single source of the dynamics. The single env builds it once with ``ops=SCALAR`` (Python
+    floats), the batch with ``ops=ARRAY``; both run these lines and agree bit for bit.
 
-    Arguments are floats for one episode (``ops=SCALAR``) or arrays for many (``ops=ARRAY``):
-    the shares asked for, the shares held ``x``, the adverse permanent impact ``perm``, the slice
-    count after this one ``t_next``, the slice's market values and the previous participation;
-    with a dark venue, the dark order and the slice's hidden dark liquidity (the dark order fills
-    first, at the mid, and the lit order trades from what is left).
+    The step's arguments: the shares asked for, the shares held ``x``, the adverse permanent
+    impact ``perm``, the slice count after this one ``t_next``, the slice's market values and
+    the previous participation; with a dark venue, the dark order and the slice's hidden dark
+    liquidity (the dark order fills first, at the mid, and the lit order trades from what is
+    left).
     """
-    side, p0 = cfg.sign, cfg.p0
-    dark_fill = ops.minimum(ops.minimum(ops.maximum(dark_order, 0.0), dark_liquidity), x)
-    x = x - dark_fill
-    q = ops.minimum(ops.maximum(shares, 0.0), ops.minimum(x, cfg.max_participation * volume))
-    perm_after = perm + cfg.kappa * q
-    adverse = side * (perm_after if cfg.own_impact else perm)
-    mid = ops.maximum(MIN_PRICE, mid_exo - adverse + noise)
-    mid_s = ops.maximum(MIN_PRICE, mid_sched - adverse)
-    part = q / volume
-    tmp = temp_impact(cfg, q, volume, mid)
-    tmp_s = temp_impact(cfg, q, volume, mid_s)
-    px = mid - side * (half_spread + tmp)
-    cost = (side * (p0 - mid) + half_spread + tmp) * q
-    sched = (side * (p0 - mid_s) + half_spread + tmp_s) * q
-    if cfg.dark_venue:  # at the mid, no spread, no impact; adverse selection per share
-        adverse = cfg.dark_adverse_bps * 1e-4 * p0
-        cost = cost + (side * (p0 - mid) + adverse) * dark_fill
-        sched = sched + (side * (p0 - mid_s) + adverse) * dark_fill
-    x_after = x - q
-    x_after = ops.where(x_after <= cfg.Q0 * 1e-12, 0.0, x_after)  # float dust from x - x/k*k
-    over = t_next >= cfg.T
-    left = ops.where(over, x_after, 0.0)  # forced liquidation of what the deadline finds
-    if ops.any(left > 0):
-        pen = cfg.deadline_penalty
-        cost = cost + (side * (p0 - mid) + half_spread + pen * temp_impact(cfg, left, volume, mid)) * left
-        sched = sched + (side * (p0 - mid_s) + half_spread + pen * temp_impact(cfg, left, volume, mid_s)) * left
-        x_after = x_after - left
-    risk = (cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt) * x_after * x_after
-    penalty = part * 0.0
-    if cfg.aggressiveness_penalty or cfg.participation_change_penalty:
-        change = (part - last_part) * (t_next > 1)  # no previous slice before the first
-        penalty = (cfg.aggressiveness_penalty * part * part
-                   + cfg.participation_change_penalty * change * change) * (cfg.notional / 1e4)
-    return StepResult(q=q, px=px, mid=mid, part=part, cost=cost, sched_cost=sched, risk=risk,
-                      penalty=penalty, dark_fill=dark_fill, x=x_after, perm=perm_after, left=left,
-                      terminated=(x_after <= 0) | over)
+    side, p0, T, Q0 = cfg.sign, cfg.p0, cfg.T, cfg.Q0
+    kappa, own_impact, cap, dust = cfg.kappa, cfg.own_impact, cfg.max_participation, cfg.Q0 * 1e-12
+    kind = impact(cfg)
+    per_share, additive = kind.per_share, kind.additive
+    dark_venue, dark_adverse = cfg.dark_venue, cfg.dark_adverse_bps * 1e-4 * p0
+    deadline_penalty, risk_aversion = cfg.deadline_penalty, cfg.risk_aversion
+    aggressiveness, change_weight = cfg.aggressiveness_penalty, cfg.participation_change_penalty
+    minimum, maximum, where, any_ = ops.minimum, ops.maximum, ops.where, ops.any
+
+    def trade(shares: Any, x: Any, perm: Any, t_next: Any, volume: Any, half_spread: Any, mid_exo: Any,
+              noise: Any, mid_sched: Any, last_part: Any, dark_order: Any = 0.0,
+              dark_liquidity: Any = 0.0) -> StepResult:
+        if dark_venue:
+            dark_fill = minimum(minimum(maximum(dark_order, 0.0), dark_liquidity), x)
+            x = x - dark_fill
+        else:
+            dark_fill = x * 0.0
+        q = minimum(maximum(shares, 0.0), minimum(x, cap * volume))
+        perm_after = perm + kappa * q
+        adverse = side * (perm_after if own_impact else perm)
+        mid = maximum(MIN_PRICE, mid_exo - adverse + noise)
+        mid_s = maximum(MIN_PRICE, mid_sched - adverse)
+        part = q / volume
+        tmp = per_share(cfg, q, volume, mid)
+        # impact additive in dollars does not depend on the mid: the schedule cost pays the same
+        tmp_s = tmp if additive else per_share(cfg, q, volume, mid_s)
+        px = mid - side * (half_spread + tmp)
+        cost = (side * (p0 - mid) + half_spread + tmp) * q
+        sched = (side * (p0 - mid_s) + half_spread + tmp_s) * q
+        if dark_venue:  # at the mid, no spread, no impact; adverse selection per share
+            cost = cost + (side * (p0 - mid) + dark_adverse) * dark_fill
+            sched = sched + (side * (p0 - mid_s) + dark_adverse) * dark_fill
+        x_after = x - q
+        x_after = where(x_after <= dust, 0.0, x_after)  # float dust from x - x/k*k
+        over = t_next >= T
+        left = where(over, x_after, 0.0)  # forced liquidation of what the deadline finds
+        if any_(left > 0):
+            forced = per_share(cfg, left, volume, mid)
+            forced_s = forced if additive else per_share(cfg, left, volume, mid_s)
+            cost = cost + (side * (p0 - mid) + half_spread + deadline_penalty * forced) * left
+            sched = sched + (side * (p0 - mid_s) + half_spread + deadline_penalty * forced_s) * left
+            x_after = x_after - left
+        if risk_aversion:
+            risk = (risk_aversion * cfg.sigma_dollars**2 * cfg.dt) * x_after * x_after
+        else:
+            risk = part * 0.0
+        if aggressiveness or change_weight:
+            change = (part - last_part) * (t_next > 1)  # no previous slice before the first
+            penalty = (aggressiveness * part * part + change_weight * change * change) * (cfg.notional / 1e4)
+        else:
+            penalty = part * 0.0
+        return StepResult(q, px, mid, part, cost, sched, risk, penalty, dark_fill, x_after, perm_after,
+                          left, (x_after <= 0) | over)
+
+    return trade
+
+
+def trade_slice(cfg: ExecConfig, ops: Any, *args: Any) -> StepResult:
+    """One slice of the model: ``kernel(cfg, ops)(*args)`` (build the kernel once where a loop
+    steps many slices)."""
+    return kernel(cfg, ops)(*args)
 
 
 def slice_view(market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
@@ -211,15 +246,15 @@ def flat_index(market: Market, state: State) -> np.ndarray:
 
 
 def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
-         dark_order: np.ndarray | None = None) -> StepResult:
+         dark_order: np.ndarray | None = None, trade: Callable[..., StepResult] | None = None) -> StepResult:
     """Trade one slice of every episode of a batch in place; episodes already done do nothing
     (they hold no shares, so they trade none, and their clock stops). ``dark_order``: shares
     posted in the dark venue (with ``cfg.dark_venue``)."""
     idx = flat_index(market, state)
     done = state.done
     all_active = not done.any()
-    res = trade_slice(
-        cfg, ARRAY, shares, state.x, state.perm, state.t + 1 if all_active else state.t + ~done,
+    res = (trade or kernel(cfg, ARRAY))(
+        shares, state.x, state.perm, state.t + 1 if all_active else state.t + ~done,
         market.volume.take(idx), market.half_spread.take(idx), market.mid.take(idx),
         market.noise.take(idx), market.mid_sched.take(idx), state.last_part,
         0.0 if dark_order is None else dark_order, market.dark.take(idx),
@@ -251,28 +286,39 @@ def accumulate(state: State, res: StepResult) -> None:
     state.part_sum += res.part
 
 
-def features(cfg: ExecConfig, ops: Any, t: Any, x: Any, volume: Any, half_spread: Any,
-             mid_known: Any, perm: Any, last_part: Any, lob: tuple[Any, ...] = ()) -> tuple[Any, ...]:
-    """The observation features (``OBS_NAMES``, then ``LOB_NAMES`` when ``lob`` = (signal,
-    imbalance, last volume) is given) in float64, clipped to the space's bounds."""
+def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: Any,
+                   lob: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """The features that depend on the slice alone, in float64, clipped to the space's bounds:
+    time left, volume, spread (``volume`` and ``half_spread`` 0 after the deadline), then the
+    ``LOB_NAMES`` features when ``lob`` = (signal, imbalance, last volume) is given. A function
+    of the market, so the single env computes them for a whole episode at its reset."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
-    move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
-    base = (
+    out = (
         (cfg.T - t) * (1.0 / cfg.T),
-        x * (1.0 / cfg.Q0),
-        ops.minimum(volume * (1.0 / cfg.vol_mu), float(OBS_HIGH[2])),
-        ops.minimum(half_spread * (1.0 / ref_spread), float(OBS_HIGH[3])),
-        ops.minimum(ops.maximum(move, float(OBS_LOW[4])), float(OBS_HIGH[4])),
-        last_part,
+        ops.minimum(volume * (1.0 / cfg.vol_mu), _VOLUME_MAX),
+        ops.minimum(half_spread * (1.0 / ref_spread), _SPREAD_MAX),
     )
     if lob:
         signal, imbalance, last_volume = lob
-        base += (
-            ops.minimum(ops.maximum(signal, float(LOB_LOW[0])), float(LOB_HIGH[0])),
+        out += (
+            ops.minimum(ops.maximum(signal, _SIGNAL_MIN), _SIGNAL_MAX),
             imbalance,
-            ops.minimum(last_volume * (1.0 / cfg.vol_mu), float(LOB_HIGH[2])),
+            ops.minimum(last_volume * (1.0 / cfg.vol_mu), _LAST_VOLUME_MAX),
         )
-    return base
+    return out
+
+
+def state_features(cfg: ExecConfig, ops: Any, x: Any, mid_known: Any, perm: Any,
+                   last_part: Any) -> tuple[Any, Any, Any]:
+    """The features that depend on the order's state: inventory left, the price move since
+    arrival in the order's favour (clipped), the last participation."""
+    move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
+    return x * (1.0 / cfg.Q0), ops.minimum(ops.maximum(move, _MOVE_MIN), _MOVE_MAX), last_part
+
+
+def arrange(by_slice: tuple[Any, ...], by_state: tuple[Any, Any, Any]) -> tuple[Any, ...]:
+    """The observation's order (``OBS_NAMES``, then ``LOB_NAMES``) from the two kinds of features."""
+    return (by_slice[0], by_state[0], by_slice[1], by_slice[2], by_state[1], by_state[2], *by_slice[3:])
 
 
 def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
@@ -292,8 +338,9 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     if cfg.lob_features:
         last = np.maximum(idx - 1, market.row_offsets)  # slice t-1 (slice 0 at the start)
         lob = (market.signal.take(idx), market.imbalance.take(idx), market.volume.take(last))
-    cols = features(cfg, ARRAY, state.t, state.x, volume, half_spread, market.mid_known.take(idx),
-                    state.perm, state.last_part, lob)
+    cols = arrange(slice_features(cfg, ARRAY, state.t, volume, half_spread, lob),
+                   state_features(cfg, ARRAY, state.x, market.mid_known.take(idx), state.perm,
+                                  state.last_part))
     obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         obs[:, j] = col
@@ -314,6 +361,14 @@ STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule
 def step_info_values(res: StepResult) -> tuple[Any, ...]:
     """The per-step info values, in the order of ``STEP_INFO_KEYS``."""
     return res.q, res.px, res.mid, res.part, res.x, res.cost, res.sched_cost, res.dark_fill
+
+
+def step_info(res: StepResult) -> dict[str, float]:
+    """One episode's per-step info as Python floats: ``STEP_INFO_KEYS`` with
+    ``step_info_values`` (a literal, for the single env's speed; a test holds the two together)."""
+    return {"q_exec": float(res.q), "px_exec": float(res.px), "mid": float(res.mid),
+            "part": float(res.part), "q_rem": float(res.x), "cost": float(res.cost),
+            "schedule_cost_step": float(res.sched_cost), "dark_fill": float(res.dark_fill)}
 
 
 def episode_metrics(cfg: ExecConfig, state: State, ops: Any = ARRAY) -> dict[str, Any]:

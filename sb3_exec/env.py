@@ -8,6 +8,7 @@ residual use, ``sb3_exec.wrappers``).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -17,8 +18,11 @@ from gymnasium import spaces
 from sb3_exec import actions, dynamics
 from sb3_exec.config import ExecConfig, make_config
 from sb3_exec.market import Market, draw_market
-from sb3_exec.rng import as_seeds, next_episode_seeds
+from sb3_exec.rng import as_seeds, episode_chain
 from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
+
+
+PREFETCH = 64  # episodes drawn in one batch when resets continue the env's sequence
 
 
 def observation_space_for(cfg: ExecConfig) -> spaces.Box:
@@ -33,11 +37,12 @@ class ExecutionEnv(gym.Env):
     ## Description
     A sell (or buy) program of ``Q0`` shares must be completed within ``T`` slices. Each slice
     the agent chooses how much to trade; the model (``sb3_exec.dynamics``) charges the half-spread,
-    temporary impact and permanent impact and moves the price by a random innovation. Presets:
-    ``seed`` (the original notebook's model), ``ac2000`` (the exact Almgren-Chriss model) and
-    ``liquidity`` (stochastic U-shaped volume and spreads).
+    temporary impact and permanent impact and moves the price by a random innovation. Presets
+    (``sb3_exec.PRESETS``): ``seed`` (the original notebook's model), ``ac2000`` and ``ac60`` (the
+    exact Almgren-Chriss model), ``liquidity`` (stochastic U-shaped volume and spreads) and
+    ``lob`` (``liquidity`` with an order-flow signal, tape/LOB features and a dark venue).
 
-    ## Action Space (``action_mode``)
+    ## Action Space (``action_mode``; the interfaces are defined once, in ``sb3_exec.actions``)
     | mode | space | meaning |
     |---|---|---|
     | ``participation`` | ``Discrete(action_levels)`` | ``a/(L-1) * max_participation`` of the slice's volume (the notebook's grid); what is left at the deadline is force-liquidated |
@@ -45,14 +50,14 @@ class ExecutionEnv(gym.Env):
     | ``continuous`` | ``Box(-1, 1, (1,))`` | multiple ``(a+1)/2 * max(twap_multiples)`` of ``x / slices_left``; the last slice trades everything left |
     | ``fraction`` | ``Box(-1, 1, (1,))`` | fraction ``(a+1)/2`` of the inventory left ``x``; the last slice trades everything left |
     | ``fraction_grid`` | ``Discrete(len(fraction_grid))`` | fraction ``fraction_grid[a]`` of ``x`` (0 and geometric steps from 1% to 100%); the last slice trades everything left |
-    | ``residual`` | ``Box(-1, 1, (1,))`` | a multiplier ``1 + (r-1) a`` (``a >= 0``) or ``1 / (1 + (r-1) |a|)`` (``a < 0``), ``r = residual_range``, on the adaptive MPC's trade for the slice (``baselines.mpc_orders``; ``a = 0`` is the MPC, which may leave part of the last slice to the deadline liquidation when that is cheaper) |
+    | ``residual`` | ``Box(-1, 1, (1,))`` | a multiplier ``1 + (r-1) a`` (``a >= 0``) or ``1 / (1 + (r-1) |a|)`` (``a < 0``), ``r = residual_range``, on a base policy's trade for the slice (``residual_base``: the adaptive MPC by default, or any causal baseline; ``a = 0`` is the base). A wrapper: ``gymnasium.make`` builds it (``sb3_exec.wrappers.ResidualWrapper``); the bare env refuses to step |
 
     Every mode is capped by ``max_participation`` of the slice's market volume. With a dark venue
     (``dark_share > 0``) the action also sizes a dark order, a fraction of the inventory left:
     discrete modes become ``Discrete(n_lit * len(dark_levels))`` with ``a = lit * len(dark_levels)
     + dark``, and the box modes ``Box(-1, 1, (2,))`` with the dark fraction ``(a[1]+1)/2``.
 
-    ## Observation Space: ``Box(6,)`` float32
+    ## Observation Space: ``Box(6,)`` float32 (``Box(9,)`` with the tape/LOB features; a residual adds 1 or 2)
     | index | feature | unit / bounds |
     |---|---|---|
     | 0 | time left ``(T - t) / T`` | [0, 1] |
@@ -67,8 +72,9 @@ class ExecutionEnv(gym.Env):
     | 7 | depth imbalance ``tanh(0.5 s_t + 0.5 u_t)``, a noisy proxy of the signal | [-1, 1] |
     | 8 | the last slice's volume over ``vol_mu`` | [0, 100] |
 
-    With ``action_mode="residual"`` the MPC's order for the slice as a fraction of ``x`` follows
-    last (``mpc_fraction``, then ``mpc_dark_fraction`` with a dark venue), in [0, 1].
+    With ``action_mode="residual"`` the base's order for the slice as a fraction of ``x`` follows
+    last (``policies.RESIDUAL_NAMES``: the lit order, then the dark order with a dark venue), in
+    [0, 1].
 
     Features are clipped to these bounds (reached only by extreme configs).
 
@@ -115,7 +121,9 @@ class ExecutionEnv(gym.Env):
     ## Arguments
     ``gymnasium.make("sb3_exec/Execution-v0", preset="ac2000", **overrides)``: ``preset`` is a
     name in ``sb3_exec.PRESETS`` (or an ``ExecConfig``); ``overrides`` are any ``ExecConfig``
-    field, including ``action_mode``, ``reward``, ``side`` and the notebook's ``buy``.
+    field, including ``action_mode``, ``reward``, ``residual_base``, ``side`` and the notebook's
+    ``buy``. The single env draws the markets of the episodes that continue its sequence in
+    batches of ``PREFETCH`` (each episode's numbers depend on its seed alone).
     """
 
     metadata = {"render_modes": [], "render_fps": 1}
@@ -128,10 +136,11 @@ class ExecutionEnv(gym.Env):
         self.interface = actions.interface(self.cfg)
         self.action_space = actions.action_space(self.cfg)
         self.observation_space = observation_space_for(self.cfg)
-        self._market: Market | None = None
         self._state: dynamics.State | None = None
-        self._path: tuple[list[float], ...] = ()
+        self._seed: int | None = None  # the current episode's seed
+        self._queue: deque[tuple[Any, ...]] = deque()  # episodes drawn ahead: see _draw
         self._discrete = isinstance(self.action_space, spaces.Discrete)
+        self._trade = dynamics.kernel(self.cfg, dynamics.SCALAR)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -139,59 +148,80 @@ class ExecutionEnv(gym.Env):
         """Start an episode; its market is drawn from ``seed`` (or continues the env's sequence)."""
         super().reset(seed=seed)
         if seed is not None:
-            keys = as_seeds([seed])
-        elif self._market is not None:
-            keys = next_episode_seeds(self._market.seeds)
-        else:
-            keys = as_seeds([int(self.np_random.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64))])
-        self._market = draw_market(self.cfg, keys)
-        m = self._market
-        # one episode runs on Python floats: the same kernel as the batch, without numpy overhead
-        self._path = tuple(a[0].tolist() for a in (m.volume, m.half_spread, m.mid, m.noise,
-                                                   m.mid_sched, m.mid_known, m.signal, m.imbalance,
-                                                   m.dark))
+            self._queue.clear()
+            self._draw(as_seeds([seed]))
+        elif self._seed is None:
+            self._draw(as_seeds([int(self.np_random.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64))]))
+        elif not self._queue:  # the sequence goes on: draw the next PREFETCH episodes in one batch
+            self._draw(episode_chain(self._seed, PREFETCH))
+        self._seed, self._batch, self._row, self._path, self._slices = self._queue.popleft()
         self._state = dynamics.initial_state(self.cfg)
-        return self._observation(), {"seed": int(keys[0])}
+        return self._observation(), {"seed": self._seed}
+
+    def _draw(self, keys: np.ndarray) -> None:
+        """Draw the markets of episodes ``keys`` in one batch and queue them as Python floats: the
+        paths, and the features that depend on the slice alone (``T + 1`` rows, the last after
+        the deadline), so that a step does the state's part only. Each episode's numbers depend
+        on its seed alone, so drawing ahead changes none of them."""
+        cfg, market = self.cfg, draw_market(self.cfg, keys)
+        n, T = len(keys), cfg.T
+        clipped = np.minimum(np.arange(T + 1), T - 1)
+        after = np.zeros((n, 1))  # volume and spread read 0 after the deadline
+        lob: tuple[Any, ...] = ()
+        if cfg.lob_features:
+            lob = (market.signal[:, clipped], market.imbalance[:, clipped],
+                   market.volume[:, np.maximum(clipped - 1, 0)])
+        by_slice = dynamics.slice_features(
+            cfg, dynamics.ARRAY, np.arange(T + 1)[None, :], np.hstack([market.volume, after]),
+            np.hstack([market.half_spread, after]), lob)
+        table = np.stack([np.broadcast_to(c, (n, T + 1)) for c in by_slice], axis=-1).tolist()
+        paths = [a.tolist() for a in (market.volume, market.half_spread, market.mid, market.noise,
+                                      market.mid_sched, market.mid_known, market.dark)]
+        for i, key in enumerate(keys.tolist()):
+            self._queue.append((key, market, i, tuple(p[i] for p in paths), table[i]))
 
     def _observation(self) -> np.ndarray:
         s, cfg = self._state, self.cfg
-        volume, half_spread, _, _, _, mid_known, signal, imbalance, _ = self._path
-        t = min(s.t, cfg.T - 1)
-        live = s.t < cfg.T
-        lob = (signal[t], imbalance[t], volume[max(t - 1, 0)]) if cfg.lob_features else ()
-        feats = dynamics.features(cfg, dynamics.SCALAR, s.t, s.x, volume[t] if live else 0.0,
-                                  half_spread[t] if live else 0.0, mid_known[t], s.perm, s.last_part,
-                                  lob)
-        return np.array(feats, dtype=np.float32)
+        t = s.t
+        by_state = dynamics.state_features(cfg, dynamics.SCALAR, s.x, self._path[5][min(t, cfg.T - 1)],
+                                           s.perm, s.last_part)
+        return np.array(dynamics.arrange(self._slices[t], by_state), dtype=np.float32)
 
     def batch_view(self) -> tuple[Market, dynamics.State]:
         """The current episode as a batch of one (``Market`` and a ``State`` copy of arrays), as
         the policies of ``sb3_exec.baselines`` read it."""
         s = self._state
-        if s is None or self._market is None:
+        if s is None:
             raise RuntimeError("call reset() first")
         batch = dynamics.initial_state(self.cfg, 1)
         for name in ("t", "x", "perm", "cost", "sched_cost", "risk", "penalty", "forced",
                      "last_part", "part_sum", "done"):
             getattr(batch, name)[0] = getattr(s, name)
-        return self._market, batch
+        return self._batch.take(np.array([self._row])), batch
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice. Raises ``ValueError`` for an action outside the action space."""
         s = self._state
-        if s is None:
-            raise RuntimeError("call reset() before step()")
-        if self.interface.needs_base:
-            raise RuntimeError(
-                f"action_mode: {self.cfg.action_mode!r} acts on a base policy's order; build the env "
-                f"with gymnasium.make('sb3_exec/Execution-v0', action_mode={self.cfg.action_mode!r}, "
-                f"...) or sb3_exec.wrappers.ResidualWrapper"
-            )
+        if s is None or self.interface.needs_base:
+            self._refuse()
         cfg, a = self.cfg, self._check_action(action)
-        lit, dark_action = actions.split(cfg, a) if cfg.dark_venue else (a, None)
-        shares = self.interface.lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][min(s.t, cfg.T - 1)], 0.0)
-        dark_order = 0.0 if dark_action is None else actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x)
+        if cfg.dark_venue:
+            lit, dark_action = actions.split(cfg, a)
+            dark_order = actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x)
+        else:
+            lit, dark_order = a, 0.0
+        t = s.t
+        shares = self.interface.lit(cfg, dynamics.SCALAR, lit, t, s.x, self._path[0][min(t, cfg.T - 1)], 0.0)
         return self.step_orders(shares, dark_order)
+
+    def _refuse(self) -> None:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        raise RuntimeError(
+            f"action_mode: {self.cfg.action_mode!r} acts on a base policy's order; build the env "
+            f"with gymnasium.make('sb3_exec/Execution-v0', action_mode={self.cfg.action_mode!r}, "
+            f"...) or sb3_exec.wrappers.ResidualWrapper"
+        )
 
     def step_orders(self, shares: float, dark_order: float = 0.0) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice with orders in shares (``shares`` lit, ``dark_order`` in the dark
@@ -201,17 +231,16 @@ class ExecutionEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if s.done:
             raise RuntimeError("the episode has ended; call reset()")
-        cfg, t = self.cfg, s.t
-        volume, half_spread, mid, noise, mid_sched, *_, dark = self._path
-        res = dynamics.trade_slice(cfg, dynamics.SCALAR, shares, s.x, s.perm, t + 1, volume[t],
-                                   half_spread[t], mid[t], noise[t], mid_sched[t], s.last_part,
-                                   dark_order, dark[t])
+        t = s.t
+        volume, half_spread, mid, noise, mid_sched, _, dark = self._path
+        res = self._trade(shares, s.x, s.perm, t + 1, volume[t], half_spread[t], mid[t], noise[t],
+                          mid_sched[t], s.last_part, dark_order, dark[t])
         s.t, s.last_part, s.done = t + 1, res.part, res.terminated
         dynamics.accumulate(s, res)
-        info: dict[str, Any] = dict(zip(dynamics.STEP_INFO_KEYS, map(float, dynamics.step_info_values(res))))
+        info: dict[str, Any] = dynamics.step_info(res)
         if res.terminated:
-            info.update(dynamics.episode_metrics(cfg, s, dynamics.SCALAR))
-        return self._observation(), float(dynamics.reward_bps(cfg, res)), bool(res.terminated), False, info
+            info.update(dynamics.episode_metrics(self.cfg, s, dynamics.SCALAR))
+        return self._observation(), float(dynamics.reward_bps(self.cfg, res)), bool(res.terminated), False, info
 
     def _check_action(self, action: Any) -> Any:
         """The action as an int (discrete) or float (continuous), or ``ValueError``."""

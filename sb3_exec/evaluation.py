@@ -46,6 +46,7 @@ def rollout(
     state = dynamics.initial_state(cfg, len(market))
     policy.reset(cfg, market)
     steps: list[dict[str, np.ndarray]] = []
+    trade = dynamics.kernel(cfg, dynamics.ARRAY)
     for t in range(cfg.T):
         if state.done.all():
             break
@@ -60,7 +61,7 @@ def rollout(
                     f"expected {len(market)} finite numbers"
                 )
         active = ~state.done
-        res = dynamics.step(cfg, market, state, orders[0], orders[1] if len(orders) > 1 else None)
+        res = dynamics.step(cfg, market, state, orders[0], orders[1] if len(orders) > 1 else None, trade)
         if trajectories:
             steps.append({
                 "slice": np.full(len(market), t), "active": active, "q_exec": res.q,

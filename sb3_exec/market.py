@@ -111,9 +111,15 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
 
 
 def volume_profile(cfg: ExecConfig) -> np.ndarray:
-    """The expected intraday volume profile, ``(T,)``, averaging 1 (flat when ``u = 0``)."""
-    s = np.linspace(-1.0, 1.0, cfg.T) if cfg.T > 1 else np.zeros(1)
-    shape = 1.0 + cfg.volume_u_shape * s**2
+    """The expected intraday volume profile of a config, ``(T,)``, averaging 1."""
+    return u_shape(cfg.volume_u_shape, cfg.T)
+
+
+def u_shape(u: float, T: int) -> np.ndarray:
+    """The U-shaped profile ``∝ 1 + u (2 t/(T-1) - 1)^2`` over ``T`` slices, averaging 1 (flat
+    when ``u = 0``): the model's expected volume profile, and what ``calibrate`` fits."""
+    s = np.linspace(-1.0, 1.0, T) if T > 1 else np.zeros(1)
+    shape = 1.0 + u * s**2
     return shape / shape.mean()
 
 

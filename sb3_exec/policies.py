@@ -27,6 +27,8 @@ from sb3_exec.baselines import BASELINES, Adaptive, Policy
 from sb3_exec.config import ExecConfig
 from sb3_exec.dynamics import ARRAY, Market, State, observe
 
+# the observation features a residual adds: the base's orders as fractions of the inventory left
+RESIDUAL_NAMES = ("base_fraction", "base_dark_fraction")
 # the ExecConfig fields that belong to the agent's action interface, not to the market
 INTERFACE_FIELDS = ("action_mode", "action_levels", "twap_multiples", "fraction_grid", "dark_levels",
                     "residual_range", "residual_base")
@@ -59,6 +61,7 @@ class ResidualBase:
             raise ValueError(f"action_mode: 'residual' acts on {name!r}, which cannot solve this "
                              f"config ({reason})")
         self.cfg, self.base, self.dims = cfg, base, 2 if cfg.dark_venue else 1
+        self.names = RESIDUAL_NAMES[: self.dims]
 
     def reset(self, market: Market) -> None:
         """Before a batch's first slice (a causal base's reset reads the config only)."""

@@ -69,3 +69,23 @@ def uniforms(seeds: np.ndarray, stream: int, n: int) -> np.ndarray:
 def normals(seeds: np.ndarray, stream: int, n: int) -> np.ndarray:
     """``(len(seeds), n)`` standard normal draws for one stream (inverse-CDF of ``uniforms``)."""
     return ndtri(uniforms(seeds, stream, n))
+
+
+_MASK = 2**64 - 1
+
+
+def _mix_int(z: int) -> int:
+    """``_mix`` on one Python int (the same wrapping arithmetic, masked to 64 bits)."""
+    z = ((z ^ (z >> 30)) * int(_M1)) & _MASK
+    z = ((z ^ (z >> 27)) * int(_M2)) & _MASK
+    return z ^ (z >> 31)
+
+
+def episode_chain(previous: int, n: int) -> np.ndarray:
+    """The seeds of the ``n`` episodes that follow episode ``previous`` (``next_episode_seeds``
+    applied ``n`` times, on Python ints: a sequential chain), as a uint64 array."""
+    out, seed = [], int(previous)
+    for _ in range(n):
+        seed = (_mix_int((seed + int(_GOLDEN)) & _MASK) >> 2) + 2**62
+        out.append(seed)
+    return np.array(out, dtype=np.uint64)

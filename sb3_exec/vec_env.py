@@ -81,6 +81,7 @@ class ExecutionVecEnv(VecEnv):
         self._views = [_EnvView(self, i) for i in range(int(num_envs))]
         super().__init__(int(num_envs), observation_space_for(self.cfg), actions.action_space(self.cfg))
         self.step_infos = step_infos
+        self._trade = dynamics.kernel(self.cfg, dynamics.ARRAY)
         self.market: Market | None = None
         self.state: dynamics.State | None = None
         self.last_step: dynamics.StepResult | None = None
@@ -159,7 +160,7 @@ class ExecutionVecEnv(VecEnv):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         cfg, market, state = self.cfg, self.market, self.state
-        res = dynamics.step(cfg, market, state, shares, dark_order)
+        res = dynamics.step(cfg, market, state, shares, dark_order, self._trade)
         self.last_step = res
         rewards = dynamics.reward_bps(cfg, res)
         dones = res.terminated.copy()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.compare import CompareConfig, compare, load_configs, main
+from experiments.compare import CompareConfig, compare, load_configs, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(preset="ac2000", agents=["ppo"], seeds=2, timesteps=512, eval_episodes=50,
@@ -169,6 +169,8 @@ def test_multi_part_config_runs_each_part_and_indexes_them(tmp_path):
         load_configs(path, ["nope"])
     with pytest.raises(ValueError, match="parts"):
         CompareConfig.from_yaml(path)
+    with pytest.raises(SystemExit):  # both name the folder: refused, not silently one of them
+        parse_args(["--config", str(path), "--out", str(tmp_path / "m"), "--name", "other"])
     main(["--config", str(path), "--out", str(tmp_path / "m")])
     index = (tmp_path / "m" / "README.md").read_text()
     assert "[a](a/report.md)" in index and "[liq](liq/report.md)" in index and "oracle" in index

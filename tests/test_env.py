@@ -10,7 +10,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_exec
 from sb3_exec import ExecutionEnv, evaluate
-from sb3_exec.dynamics import OBS_NAMES
+from sb3_exec.dynamics import OBS_NAMES, obs_names
 
 PRESETS = ["seed", "ac2000"]
 MODES = ["participation", "twap_multiple", "continuous", "fraction", "fraction_grid"]
@@ -43,10 +43,35 @@ def test_check_env(preset, mode):
     sb3_check_env(ExecutionEnv(preset, action_mode=mode), warn=True)
 
 
+def test_check_env_residual_wrapper():
+    for kw in ({"preset": "liquidity"}, {"preset": "lob"}, {"preset": "seed", "residual_base": "vwap"}):
+        env = gym.make(sb3_exec.ENV_ID, action_mode="residual", **kw)
+        check_env(env, skip_render_check=True)
+        sb3_check_env(sb3_exec.make_env(action_mode="residual", **kw), warn=True)
+        assert env.observation_space.shape == (len(obs_names(env.unwrapped.cfg)) + env.action_space.shape[0],)
+
+
 def test_registered_with_overrides():
     env = gym.make(sb3_exec.ENV_ID, preset="ac2000", T=8, buy=True)
     assert env.unwrapped.cfg.T == 8 and env.unwrapped.cfg.side == "buy"
     assert env.observation_space.shape == (len(OBS_NAMES),)
+    lob = gym.make(sb3_exec.ENV_ID, preset="lob")
+    assert lob.observation_space.shape == (len(obs_names(lob.unwrapped.cfg)),) == (9,)
+
+
+def test_resets_that_continue_the_sequence_equal_seeded_resets():
+    """The env draws the episodes that continue its sequence ahead, in batches of PREFETCH: each
+    equals the episode of its seed drawn alone, across a batch boundary too."""
+    from sb3_exec.env import PREFETCH
+
+    ahead, alone = ExecutionEnv("liquidity", action_mode="fraction"), ExecutionEnv("liquidity", action_mode="fraction")
+    obs, info = ahead.reset(seed=11)
+    for _ in range(PREFETCH + 5):
+        step = ahead.step(np.array([-0.5], dtype=np.float32))
+        obs_a, info_a = alone.reset(seed=info["seed"])
+        np.testing.assert_array_equal(obs, obs_a)
+        assert alone.step(np.array([-0.5], dtype=np.float32))[1:4] == step[1:4]
+        obs, info = ahead.reset()
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -87,13 +112,21 @@ def test_rewards_sum_to_the_episode_objective(preset, mode, reward):
     env = ExecutionEnv(preset, action_mode=mode, reward=reward)
     rng = np.random.default_rng(0)
     for seed in range(5):
-        rewards, infos = run_episode(env, seed, lambda obs: env.action_space.sample())
+        rewards, infos = run_episode(env, seed, lambda obs: random_action(env.action_space, rng))
         key = "objective_bps" if reward == "shortfall" else "schedule_objective_bps"
         assert rewards.sum() == pytest.approx(-infos[-1][key], rel=1e-9, abs=1e-9)
         assert all(STEP_KEYS <= set(i) for i in infos)
-        assert LAST_KEYS <= set(infos[-1]) and not (LAST_KEYS & set(infos[0])) or len(infos) == 1
+        assert LAST_KEYS <= set(infos[-1])  # one-step episodes too
+        if len(infos) > 1:
+            assert not (LAST_KEYS & set(infos[0]))
         assert infos[-1]["q_rem"] == 0.0
-    del rng
+
+
+def random_action(space, rng):
+    """A seeded random action of a space (``space.sample()`` draws from an unseeded RNG)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(rng.integers(space.n))
+    return rng.uniform(-1.0, 1.0, size=space.shape).astype(np.float32)
 
 
 def test_single_env_matches_evaluate():
@@ -190,3 +223,20 @@ def test_fraction_modes_trade_a_share_of_what_is_left():
     assert grid[0] == 0.0 and grid[1] == pytest.approx(0.01) and grid[-1] == 1.0
     _, _, _, _, info = env.step(len(grid) - 1)
     assert info["q_exec"] == 1e6  # everything at once
+
+
+def test_step_info_literal_matches_the_batched_keys():
+    """The single env's info literal (``dynamics.step_info``) and the VecEnv's columns
+    (``STEP_INFO_KEYS`` with ``step_info_values``) carry the same keys and values."""
+    from sb3_exec import dynamics
+
+    env = ExecutionEnv("lob", action_mode="twap_multiple")
+    env.reset(seed=3)
+    t = env._state.t
+    volume, half_spread, mid, noise, mid_sched, _, dark = env._path
+    res = env._trade(1e5, env._state.x, 0.0, t + 1, volume[t], half_spread[t], mid[t], noise[t],
+                     mid_sched[t], 0.0, 2e5, dark[t])
+    info = dynamics.step_info(res)
+    assert tuple(info) == dynamics.STEP_INFO_KEYS
+    assert list(info.values()) == [float(v) for v in dynamics.step_info_values(res)]
+    assert info["dark_fill"] > 0 and info["q_exec"] > 0

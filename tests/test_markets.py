@@ -216,9 +216,13 @@ def test_lob_features_in_the_observation():
     env = ExecutionEnv(**SIGNAL)
     obs, _ = env.reset(seed=5)
     assert obs.shape == (9,) and env.observation_space.shape == (9,)
-    m = env._market
+    m = env.batch_view()[0]  # the episode's market
     assert obs[6] == pytest.approx(m.signal[0, 0], rel=1e-6)
     assert obs[7] == pytest.approx(m.imbalance[0, 0], rel=1e-6)
+    assert obs[8] == pytest.approx(m.volume[0, 0] / env.cfg.vol_mu, rel=1e-6)  # slice 0 at the start
+    obs, *_ = env.step(1)
+    assert obs[6] == pytest.approx(m.signal[0, 1], rel=1e-6)
+    assert obs[8] == pytest.approx(m.volume[0, 0] / env.cfg.vol_mu, rel=1e-6)  # the last slice's
     assert ExecutionEnv("liquidity").observation_space.shape == (6,)
 
 
@@ -234,10 +238,11 @@ def test_dark_fills_never_exceed_the_order_or_the_dark_liquidity():
         rng = np.random.default_rng(1)
         for seed in range(30):
             env.reset(seed=seed)
-            dark = env._market.dark[0]
+            dark = env._path[6]  # the episode's dark liquidity per slice
             t, x, done = 0, env.cfg.Q0, False
             while not done:
-                a = env.action_space.sample() if mode == "fraction" else int(rng.integers(env.action_space.n))
+                a = (rng.uniform(-1, 1, size=2).astype(np.float32) if mode == "fraction"
+                     else int(rng.integers(env.action_space.n)))
                 _, _, done, _, info = env.step(a)
                 assert -1e-9 <= info["dark_fill"] <= min(dark[t], x) + 1e-6
                 assert info["q_exec"] + info["dark_fill"] <= x + 1e-6
@@ -250,7 +255,7 @@ def test_a_dark_fill_pays_the_mid_and_the_adverse_selection_only():
     env = ExecutionEnv(**DARK, sigma=0.0, action_mode="twap_multiple")
     env.reset(seed=2)
     n_dark = len(env.cfg.dark_levels)
-    dark_liquidity = env._market.dark[0, 0]
+    dark_liquidity = env.batch_view()[0].dark[0, 0]
     _, _, _, _, info = env.step(0 * n_dark + (n_dark - 1))  # no lit trade, everything posted dark
     assert info["q_exec"] == 0.0 and info["dark_fill"] == pytest.approx(min(dark_liquidity, 4e6))
     assert info["cost"] == pytest.approx(info["dark_fill"] * 1e-4 * 100.0, rel=1e-9)  # 1 bp, no spread
