@@ -173,8 +173,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
                         n_validation=spec.validation_seeds or 0,
                         env_overrides=spec.env_overrides, **spec.hyperparams)
             model, meta = res.model, res.meta
-        env_kwargs = {**meta["env_kwargs"], "reward": "shortfall"}
-        ev = evaluate({spec.agent: model}, env_kwargs, spec.eval_seeds, trajectories=True)
+        # the model acts through the interface it carries; meta's action_mode serves older models
+        ev = evaluate({spec.agent: model}, meta["env_kwargs"], spec.eval_seeds, trajectories=True)
         episodes = ev.episodes.assign(run_seed=spec.seed)
         if not np.isfinite(episodes.objective_bps).all():
             raise FloatingPointError("non-finite objective in evaluation (NaN weights?)")

@@ -88,8 +88,7 @@ def objective(trial: Any, agent: str, preset: str, timesteps: int, seeds: list[i
     params = sample_params(trial, agent)
     env = agents.make_env(agent, preset, seed=seed)
     model = agents.make(agent, env, seed=seed, preset=preset, **params)
-    eval_kwargs = {**agents.env_kwargs_for(agent, preset), "reward": "shortfall"}
-    callback = TrialEvalCallback(trial, eval_kwargs, seeds, eval_freq=max(1, timesteps // 5),
+    callback = TrialEvalCallback(trial, agents.env_kwargs_for(agent, preset), seeds, eval_freq=max(1, timesteps // 5),
                                  figure_every=0)
     model.learn(timesteps, callback=callback)
     if callback.pruned:

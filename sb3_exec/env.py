@@ -139,6 +139,7 @@ class ExecutionEnv(gym.Env):
         self._state: dynamics.State | None = None
         self._seed: int | None = None  # the current episode's seed
         self._queue: deque[tuple[Any, ...]] = deque()  # episodes drawn ahead: see _draw
+        self._episode_market: Market | None = None
         self._discrete = isinstance(self.action_space, spaces.Discrete)
         self._trade = dynamics.kernel(self.cfg, dynamics.SCALAR)
 
@@ -155,6 +156,7 @@ class ExecutionEnv(gym.Env):
         elif not self._queue:  # the sequence goes on: draw the next PREFETCH episodes in one batch
             self._draw(episode_chain(self._seed, PREFETCH))
         self._seed, self._batch, self._row, self._path, self._slices = self._queue.popleft()
+        self._episode_market = None  # taken from the batch when a policy asks (batch_view)
         self._state = dynamics.initial_state(self.cfg)
         return self._observation(), {"seed": self._seed}
 
@@ -197,7 +199,9 @@ class ExecutionEnv(gym.Env):
         for name in ("t", "x", "perm", "cost", "sched_cost", "risk", "penalty", "forced",
                      "last_part", "part_sum", "done"):
             getattr(batch, name)[0] = getattr(s, name)
-        return self._batch.take(np.array([self._row])), batch
+        if self._episode_market is None:
+            self._episode_market = self._batch.take(np.array([self._row]))
+        return self._episode_market, batch
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice. Raises ``ValueError`` for an action outside the action space."""

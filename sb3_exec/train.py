@@ -102,12 +102,11 @@ def train(
     callbacks = [ExecutionMetricsCallback(), HParamCallback({"preset": preset, "agent": agent})]
     evaluator = None
     if n_validation:
-        # Validation replays the training config with the realized reward: it scores, not trains.
-        eval_kwargs = {**env_kwargs, "reward": "shortfall"}
+        # Validation replays the training market on fixed seeds (evaluate reports both objectives)
         seeds = (validation_seeds(n_validation, master=seed) if isinstance(n_validation, int)
                  else list(n_validation))
         evaluator = SeededEvalCallback(
-            eval_kwargs, seeds,
+            env_kwargs, seeds,
             eval_freq=eval_freq or max(1, budget // 5), best_model_save_path=out, verbose=verbose,
         )
         callbacks.append(evaluator)
