@@ -143,7 +143,7 @@ class Oracle(Policy):
             return
         a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
         self._plan, self._dark = plan_with_deadline(
-            cfg, a, b, c, market.volume, market.half_spread, market.mid_sched,
+            cfg, a, b, c, market.volume, market.mid_sched,
             np.full(len(market), cfg.Q0), dark=market.dark if cfg.dark_venue else None)
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:

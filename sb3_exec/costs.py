@@ -126,3 +126,23 @@ def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread:
     a = half_spread + cfg.sign * (cfg.p0 - mid_sched)  # the predictable drift's cost per share
     b, c = impact(cfg).coefficients(cfg, volume, permanent_pairing(cfg))
     return a, b, c
+
+
+def deadline_coefficients(cfg: ExecConfig, a: np.ndarray, b: np.ndarray,
+                          c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, c)`` of the forced liquidation of what is left after the last slice, from the
+    last slice's coefficients: the spread (and drift) as usual, ``deadline_penalty`` times the
+    temporary impact. Its permanent-impact pairing is that of one more slice (exact without
+    permanent impact)."""
+    pen = cfg.deadline_penalty
+    b_d, c_d = b * pen, c * pen
+    if impact(cfg).linear:
+        own = permanent_pairing(cfg)
+        b_d = (b - own) * pen + own
+    return a, b_d, c_d
+
+
+def aggressiveness_coefficient(cfg: ExecConfig, inv_volume_sq: Any) -> Any:
+    """What the aggressiveness penalty ``w bps * (q/V)^2`` adds to a lit trade's quadratic
+    coefficient, given ``1/V^2`` (or its expectation)."""
+    return cfg.aggressiveness_penalty * (cfg.notional / 1e4) * inv_volume_sq

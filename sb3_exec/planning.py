@@ -17,7 +17,8 @@ import numpy as np
 
 from sb3_exec.analytic import ac_model, analytic_optimum_bps
 from sb3_exec.config import ExecConfig
-from sb3_exec.costs import impact, permanent_pairing, schedule_cost_coefficients
+from sb3_exec.costs import (aggressiveness_coefficient, deadline_coefficients, impact,
+                            schedule_cost_coefficients)
 from sb3_exec.dynamics import Market, State
 from sb3_exec.market import stationary_var, volume_profile
 
@@ -114,8 +115,7 @@ def risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int) -> np.ndarray:
 
 
 def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray,
-                       volume: np.ndarray, half_spread: np.ndarray, mid_sched: np.ndarray,
-                       total: np.ndarray, inv_volume_sq: np.ndarray | None = None,
+                       volume: np.ndarray, mid_sched: np.ndarray, total: np.ndarray, inv_volume_sq: np.ndarray | None = None,
                        dark: np.ndarray | None = None,
                        past: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Water-fill the slices' lit trades, their dark orders (at the mid plus adverse selection,
@@ -129,15 +129,10 @@ def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndar
     The deadline option is exact without permanent impact (``kappa = 0``) and approximate
     otherwise (its permanent-impact pairing is that of one more slice)."""
     n = a.shape[1]
-    pen = cfg.deadline_penalty
-    a_d = half_spread[:, -1] + cfg.sign * (cfg.p0 - mid_sched[:, -1])
-    b_d, c_d = b[:, -1] * pen, c[:, -1] * pen
-    if impact(cfg).linear:
-        own = permanent_pairing(cfg)
-        b_d = (b[:, -1] - own) * pen + own
+    a_d, b_d, c_d = deadline_coefficients(cfg, a[:, -1], b[:, -1], c[:, -1])
     if cfg.aggressiveness_penalty:  # w bps * (q/V)^2 on lit trades, not on the deadline's
         inv_sq = 1.0 / volume**2 if inv_volume_sq is None else inv_volume_sq
-        b = b + cfg.aggressiveness_penalty * (cfg.notional / 1e4) * inv_sq
+        b = b + aggressiveness_coefficient(cfg, inv_sq)
     lit_cap = cfg.max_participation * volume
     if past is not None:
         lit_cap = np.where(past, 0.0, lit_cap)
@@ -318,7 +313,7 @@ def mpc_orders(cfg: ExecConfig, market: Market, state: State,
     # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
     a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"], ex["mid_sched"])
     lit, dark = plan_with_deadline(
-        cfg, a, b, c, ex["volume_low"], ex["half_spread"], ex["mid_sched"], state.x,
+        cfg, a, b, c, ex["volume_low"], ex["mid_sched"], state.x,
         inv_volume_sq=ex["inv_volume"] ** 2,
         dark=expected_dark(cfg, ex["volume"], ex["volume_low"], col) if cfg.dark_venue else None,
         past=past)
