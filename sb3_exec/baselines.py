@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from sb3_exec import dp
 from sb3_exec.analytic import ac_holdings
 from sb3_exec.config import ExecConfig
 from sb3_exec.costs import schedule_cost_coefficients
@@ -177,6 +178,50 @@ class Adaptive(Policy):
         return lit if dark is None else (lit, dark)
 
 
+class DP(Policy):
+    """The causal optimum: the policy that solves the dynamic programme of ``sb3_exec.dp`` over
+    ``(t, x, volume state, spread state)``. Causal: it reads the slice's observed volume and
+    spread, and the model's transition law for the rest. On the exact Almgren-Chriss model it is
+    the closed form; on ``liquidity`` it is the best any policy that does not see the future can
+    do. ``dp.unsupported`` says why where it cannot represent a config.
+
+    :param grid: the DP's grid sizes (``dp.Grid``; the defaults are converged)
+    :param progress: show a progress bar while solving (a cached solution loads at once)
+    """
+
+    def __init__(self, grid: dp.Grid | None = None, progress: bool = False) -> None:
+        self.grid = grid or dp.Grid()
+        self.progress = progress
+        self._solution: dp.Solution | None = None
+
+    def supports(self, cfg: ExecConfig) -> str | None:
+        return dp.unsupported(cfg)
+
+    def solution(self, cfg: ExecConfig) -> dp.Solution:
+        """The solved DP of a config (solved once, then cached in memory and on disk)."""
+        if self._solution is None or self._solution.cfg != cfg:
+            self._solution = dp.solve(cfg, self.grid, progress=self.progress)
+        return self._solution
+
+    def reset(self, cfg: ExecConfig, market: Market) -> None:
+        self.solution(cfg)
+
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
+        sol = self.solution(cfg)
+        out = np.zeros(len(state.t))
+        live = ~state.done & (state.t < cfg.T)
+        for t in np.unique(state.t[live]).tolist():
+            rows = np.flatnonzero(live & (state.t == t))
+            out[rows], _ = sol.decide(t, state.x[rows], market.volume[rows, t],
+                                      market.half_spread[rows, t], market.mid_sched[rows, t])
+        return out
+
+    def predicted_bps(self, cfg: ExecConfig, market: Market) -> np.ndarray:
+        """The solver's own value at each episode's initial state, bps (``dp.Solution.predicted_bps``)."""
+        return self.solution(cfg).predicted_bps(market.volume[:, 0], market.half_spread[:, 0],
+                                                market.mid_sched[:, 0])
+
+
 BASELINES: dict[str, type[Policy]] = {
     "twap": TWAP,
     "pov": POV,
@@ -185,6 +230,7 @@ BASELINES: dict[str, type[Policy]] = {
     "immediate": Immediate,
     "adaptive": Adaptive,
     "oracle": Oracle,
+    "dp": DP,
 }
 CLASSICAL = ("twap", "pov", "vwap", "ac", "immediate")
 

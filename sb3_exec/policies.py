@@ -24,14 +24,11 @@ import numpy as np
 
 from sb3_exec import actions
 from sb3_exec.baselines import BASELINES, Adaptive, Policy
-from sb3_exec.config import ExecConfig
+from sb3_exec.config import INTERFACE_FIELDS, ExecConfig
 from sb3_exec.dynamics import ARRAY, Market, State, observe
 
 # the observation features a residual adds: the base's orders as fractions of the inventory left
 RESIDUAL_NAMES = ("base_fraction", "base_dark_fraction")
-# the ExecConfig fields that belong to the agent's action interface, not to the market
-INTERFACE_FIELDS = ("action_mode", "action_levels", "twap_multiples", "fraction_grid", "dark_levels",
-                    "residual_range", "residual_base")
 
 
 def interface_options(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:

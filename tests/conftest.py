@@ -36,3 +36,17 @@ class Anticipating(Policy):
 @pytest.fixture
 def random_policy() -> RandomPolicy:
     return RandomPolicy(seed=123)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _dp_cache(tmp_path_factory):
+    """Solved DPs go to a cache of the test session, not the user's home."""
+    import os
+
+    old = os.environ.get("SB3_EXEC_CACHE")
+    os.environ["SB3_EXEC_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("SB3_EXEC_CACHE", None)
+    else:
+        os.environ["SB3_EXEC_CACHE"] = old

@@ -27,8 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from sb3_exec.agents.ddqn import DoubleDQN
-from sb3_exec.config import PRESETS, ExecConfig, make_config
-from sb3_exec.policies import INTERFACE_FIELDS
+from sb3_exec.config import INTERFACE_FIELDS, PRESETS, ExecConfig, make_config
 from sb3_exec.wrappers import make_vec_env
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
