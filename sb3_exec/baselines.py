@@ -237,6 +237,9 @@ CLASSICAL = ("twap", "pov", "vwap", "ac", "immediate")
 
 def baselines_for(cfg: ExecConfig) -> list[str]:
     """The baselines a config supports: the classical ones always; ``adaptive`` and ``oracle``
-    where impact is additive (and, with a risk term, liquidity constant)."""
+    where impact is additive; ``dp``, the causal optimum, where its state can represent the
+    market (``dp.unsupported``)."""
     names = list(CLASSICAL)
-    return names if unsupported(cfg) else names + ["adaptive", "oracle"]
+    if unsupported(cfg):
+        return names
+    return names + ["adaptive", "oracle"] + ([] if dp.unsupported(cfg) else ["dp"])

@@ -8,7 +8,7 @@ holds the episodes and computes the paired statistics (``summary``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,8 @@ class Evaluation:
     steps: pd.DataFrame | None  # a row per policy, seed and slice (trajectories=True)
     config: ExecConfig
     optimum_bps: float | None  # the analytic optimum of the expected objective, where known
+    # a policy's own prediction of its schedule objective per episode, bps (the DP's J_0)
+    predicted: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(
         self, reference: str = "twap", confidence: float = 0.95, n_resamples: int = 2000,
@@ -96,6 +98,18 @@ class Evaluation:
         where an ``oracle`` policy was evaluated, ``gap_closed_pct`` (with ``_lo``/``_hi``): the
         share of the reference-to-oracle gap in mean schedule objective that the policy closes
         (absent where the reference is as good as the oracle: no gap).
+
+        The execution literature's metrics against the reference (Ning, Lin & Jaimungal 2018):
+        ``median_diff_m`` (the median paired difference) and ``gain_loss_m`` (the mean gain over
+        the mean loss, on the episodes where the policy beats / trails the reference; ``inf``
+        where it never trails, NaN for the reference itself).
+
+        Where the causal optimum ``dp`` was evaluated: ``regret_dp_bps`` (with ``_lo``/``_hi``),
+        the paired mean of the policy's schedule objective minus the optimum's, and
+        ``gap_closed_dp_pct`` (with a CI), the share of the reference-to-optimum gap the policy
+        closes. ``predicted_schedule_objective_bps``: a policy's own prediction of its mean
+        (the DP's value at each episode's initial state).
+
         CIs are percentile bootstraps (``scipy.stats.bootstrap``) seeded by ``seed``.
         """
         if reference not in set(self.episodes["policy"]):
@@ -105,6 +119,7 @@ class Evaluation:
             )
         wide = {m: self.episodes.pivot(index="seed", columns="policy", values=m) for m in SUMMARY_METRICS}
         rng = np.random.default_rng(seed)
+        rng_dp = np.random.default_rng([seed, 1])  # its own stream: the other CIs stay as they were
         rows = []
         for name in pd.unique(self.episodes["policy"]):
             row: dict[str, Any] = {"policy": name, "episodes": len(wide["objective_bps"][name])}
@@ -118,6 +133,8 @@ class Evaluation:
                     diff, confidence, n_resamples, rng
                 )
                 row[f"win_rate_{m}"] = float(np.mean(diff < 0) + 0.5 * np.mean(diff == 0))
+                row[f"median_diff_{m}"] = float(np.median(diff))
+                row[f"gain_loss_{m}"] = gain_loss(diff)
                 if self.optimum_bps is not None:
                     row[f"regret_{m}_bps"] = row[m] - self.optimum_bps
                     row[f"regret_{m}_pct"] = 100 * (row[m] - self.optimum_bps) / self.optimum_bps
@@ -129,6 +146,16 @@ class Evaluation:
                     wide["schedule_objective_bps"][name].to_numpy(),
                     wide["schedule_objective_bps"]["oracle"].to_numpy(), confidence, n_resamples, rng,
                 )
+            if "dp" in sched:
+                regret = (sched[name] - sched["dp"]).to_numpy()
+                row["regret_dp_bps"], row["regret_dp_bps_lo"], row["regret_dp_bps_hi"] = mean_ci(
+                    regret, confidence, n_resamples, rng_dp)
+                if name not in (reference, "dp") and sched[reference].mean() - sched["dp"].mean() > 1e-9:
+                    row["gap_closed_dp_pct"], row["gap_closed_dp_pct_lo"], row["gap_closed_dp_pct_hi"] = gap_closed(
+                        sched[reference].to_numpy(), sched[name].to_numpy(), sched["dp"].to_numpy(),
+                        confidence, n_resamples, rng_dp)
+            if name in self.predicted:
+                row["predicted_schedule_objective_bps"] = float(np.mean(self.predicted[name]))
             row["completion"] = float(self.episodes.loc[self.episodes["policy"] == name, "completion"].mean())
             rows.append(row)
         return pd.DataFrame(rows).set_index("policy")
@@ -146,6 +173,15 @@ def mean_ci(
         method="percentile", rng=rng, batch=max(1, 2_000_000 // len(values)),
     )
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def gain_loss(diff: np.ndarray) -> float:
+    """Mean gain over mean loss of paired differences (negative = a gain): ``inf`` where nothing
+    is lost, NaN where nothing differs."""
+    gains, losses = -diff[diff < 0], diff[diff > 0]
+    if len(losses) == 0:
+        return float("inf") if len(gains) else float("nan")
+    return float(gains.mean() / losses.mean()) if len(gains) else 0.0
 
 
 def gap_closed(reference: np.ndarray, policy: np.ndarray, oracle: np.ndarray, confidence: float,
@@ -191,12 +227,15 @@ def evaluate(
         raise ValueError("seeds: episode seeds must be distinct")
     market = draw_market(cfg, seed_arr)
     episode_frames, step_frames = [], []
+    predicted: dict[str, np.ndarray] = {}
     for name, policy in resolved.items():
         metrics, steps = rollout(cfg, policy, market, trajectories)
+        if hasattr(policy, "predicted_bps"):
+            predicted[name] = policy.predicted_bps(cfg, market)
         episode_frames.append(pd.DataFrame({"policy": name, "seed": seed_arr, **metrics}))
         for s in steps:
             frame = pd.DataFrame({"policy": name, "seed": seed_arr, **s})
             step_frames.append(frame[frame.pop("active")])
     episodes = pd.concat(episode_frames, ignore_index=True)
     steps_df = pd.concat(step_frames, ignore_index=True) if trajectories else None
-    return Evaluation(episodes, steps_df, cfg, analytic_optimum_bps(cfg))
+    return Evaluation(episodes, steps_df, cfg, analytic_optimum_bps(cfg), predicted)

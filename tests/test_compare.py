@@ -34,7 +34,7 @@ def test_cli_end_to_end(tmp_path):
               "paired_differences.png", "inventory_paths.png", "efficient_frontier.png"):
         assert (out / f).stat().st_size > 0, f
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
-    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle",
+    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp",
                                   "ppo", "ddqn"}
     for col in ("shortfall_bps", "objective_bps_lo", "objective_bps_sd", "diff_objective_bps_hi",
                 "win_rate_objective_bps", "regret_schedule_objective_bps_pct",
@@ -43,7 +43,7 @@ def test_cli_end_to_end(tmp_path):
         assert col in summary, col
     assert summary.loc["ppo", "runs"] == 2 and summary.loc["ppo", "failed_runs"] == 0
     episodes = pd.read_csv(out / "episodes.csv")
-    assert len(episodes) == 7 * 50 + 2 * 2 * 50
+    assert len(episodes) == 8 * 50 + 2 * 2 * 50  # 8 baselines (dp too), 2 agents x 2 runs
     assert episodes.groupby("policy").seed.nunique().eq(50).all()  # the same 50 episodes
     meta = json.loads((out / "metadata.json").read_text())
     for key in ("config", "seeds", "versions", "git_commit", "wall_seconds", "resolved_env"):
@@ -124,7 +124,15 @@ def test_liquidity_report_has_the_gap_closed(tmp_path):
                                    "eval_episodes": 200}, out=str(tmp_path / "l")))
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert 0 < summary.loc["adaptive", "gap_closed_pct"] < 100
-    assert "gap closed" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "gap closed" in report and "regret vs causal optimum" in report
+    # the gap splits into what a causal policy can reach and the value of foresight
+    assert "reachable by a causal policy" in report and "value of foresight" in report
+    assert "The DP predicts its own mean" in report
+    sched = summary["schedule_objective_bps"]
+    assert sched["oracle"] < sched["dp"] < sched["adaptive"] < sched["twap"]
+    np.testing.assert_allclose(summary.loc["adaptive", "regret_dp_bps"], sched["adaptive"] - sched["dp"], atol=1e-9)
+    assert summary.loc["dp", "regret_dp_bps"] == 0 and summary.loc["adaptive", "regret_dp_bps_lo"] > 0
     # every policy is also paired with the adaptive MPC: TWAP costs more, the oracle less
     m = "vs_adaptive_schedule_objective_bps"
     assert summary.loc["adaptive", m] == 0
@@ -147,7 +155,7 @@ def test_baselines_only_comparison(tmp_path):
     out = compare(CompareConfig(**{**TINY, "agents": [], "hyperparams": {}, "eval_episodes": 300},
                                 out=str(tmp_path / "b")))
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
-    assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle"]
+    assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp"]
     assert summary.loc["ac", "regret_schedule_objective_bps_bps"] == pytest.approx(0, abs=1e-9)
 
 
@@ -174,4 +182,4 @@ def test_multi_part_config_runs_each_part_and_indexes_them(tmp_path):
     main(["--config", str(path), "--out", str(tmp_path / "m")])
     index = (tmp_path / "m" / "README.md").read_text()
     assert "[a](a/report.md)" in index and "[liq](liq/report.md)" in index and "oracle" in index
-    assert pd.read_csv(tmp_path / "m" / "liq" / "summary.csv").policy.tolist()[-1] == "oracle"
+    assert pd.read_csv(tmp_path / "m" / "liq" / "summary.csv").policy.tolist()[-2:] == ["oracle", "dp"]

@@ -97,3 +97,13 @@ def test_solutions_are_cached_on_disk_by_the_model(tmp_path, monkeypatch):
     assert dp.cache_key(cfg.replace(eta=3e-6), dp.Grid()) != dp.cache_key(cfg, dp.Grid())
     dp.solve(cfg, dp.Grid(inventory=51))
     assert len(list((tmp_path / "dp").glob("*.npz"))) == 2
+
+
+@pytest.mark.slow
+def test_refining_the_default_grid_moves_the_mean_by_less_than_a_hundredth_of_a_bp():
+    """301 x 31 x 31 against the default on 20,000 paired episodes (measured: 6e-6 bps; 401 x 31
+    x 31: 5e-6; 15 quadrature nodes instead of 9: 1.5e-4)."""
+    fine = dp.Grid(inventory=301, volume=31, spread=31)
+    ev = evaluate({"default": DP(), "fine": DP(fine)}, {"preset": "liquidity"}, evaluation_seeds(20_000))
+    by = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
+    assert abs((by["fine"] - by["default"]).mean()) < 0.01

@@ -71,3 +71,19 @@ def test_bad_evaluate_input():
         evaluate({"x": "nonsense"}, {"preset": "seed"}, seeds=[0])
     with pytest.raises(ValueError, match="preset"):
         evaluate({"twap": TWAP()}, {"preset": "bad"}, seeds=[0])
+
+
+def test_median_difference_and_gain_loss_ratio_against_the_reference():
+    """Ning, Lin & Jaimungal's metrics on hand-made episodes: differences -2, -1, +1, 0."""
+    from sb3_exec import make_config
+    from sb3_exec.evaluation import Evaluation, gain_loss
+
+    values = {"ref": [10.0, 10.0, 10.0, 10.0], "b": [8.0, 9.0, 11.0, 10.0], "never_worse": [9.0, 10.0, 10.0, 9.5]}
+    rows = [{"policy": p, "seed": i, "shortfall_bps": v, "objective_bps": v, "schedule_objective_bps": v,
+             "completion": 1.0} for p, vs in values.items() for i, v in enumerate(vs)]
+    s = Evaluation(pd.DataFrame(rows), None, make_config("seed"), None).summary(reference="ref", n_resamples=50)
+    assert s.loc["b", "median_diff_schedule_objective_bps"] == -0.5
+    assert s.loc["b", "gain_loss_schedule_objective_bps"] == 1.5  # mean gain 1.5 over mean loss 1
+    assert s.loc["never_worse", "gain_loss_schedule_objective_bps"] == float("inf")
+    assert np.isnan(s.loc["ref", "gain_loss_schedule_objective_bps"])  # nothing to compare
+    assert gain_loss(np.array([1.0, 2.0])) == 0.0  # only losses
