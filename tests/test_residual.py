@@ -126,3 +126,19 @@ def test_residual_on_twap_is_twap_at_zero_and_acts_on_the_notebook_preset():
     env = make_env(**kw)
     obs, _ = env.reset(seed=5)
     assert obs[-1] == pytest.approx(1 / 40)  # TWAP's first slice as a fraction of the order
+
+
+def test_residual_on_the_causal_optimum_is_the_optimum_at_zero():
+    """The DP can be a residual's base: at action 0 the agent is the causal optimum, on the single
+    env (through the wrapper) and in evaluate (the combinator) alike."""
+    kw = {"preset": "liquidity", "T": 10}
+    zero = ModelPolicy(Constant(0.0, 1), action_mode="residual", residual_base="dp")
+    ev = evaluate({"zero": zero, "dp": "dp"}, kw, seeds=range(30))
+    by = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
+    np.testing.assert_array_equal(by["zero"], by["dp"])
+    env = make_env(action_mode="residual", residual_base="dp", **kw)
+    env.reset(seed=7)
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(np.zeros(1, dtype=np.float32))
+    assert info["schedule_objective_bps"] == pytest.approx(by.loc[7, "dp"], abs=1e-9)
