@@ -1,12 +1,13 @@
 """The execution model's state and one slice's step: the trade, the observation, the episode totals.
 
-Owns the per-episode state (``State``), the slice kernel (``trade_slice``), the observation
-(``features``/``observe``), the reward and the episode totals (``episode_metrics``). No policy and
-no action interface lives here (those are ``sb3_exec.actions`` and ``sb3_exec.baselines``): a step
-takes orders in shares. One implementation serves the single Gymnasium env, the batched env and
-``evaluate``: the kernel and the features are written once with plain arithmetic and an ``ops``
-namespace (``ARRAY`` for numpy arrays of ``B`` episodes, ``SCALAR`` for
-the Python floats of one episode), so both paths run the same lines and give bit-identical numbers.
+Owns the per-episode state (``State``), the slice kernel (``kernel``, built once per config), the
+observation (``slice_features``, ``state_features``, ``observe``), the reward and the episode
+totals (``episode_metrics``). No policy and no action interface lives here (those are
+``sb3_exec.actions`` and ``sb3_exec.baselines``): a step takes orders in shares. The costs
+themselves come from ``sb3_exec.costs``. One implementation serves the single Gymnasium env, the
+batched env and ``evaluate``: the kernel and the features are written once with plain arithmetic
+and an ``ops`` namespace (``ARRAY`` for numpy arrays of ``B`` episodes, ``SCALAR`` for the Python
+floats of one episode), so both paths run the same lines and give bit-identical numbers.
 
 Per slice ``t`` (``side`` = +1 for a sell, -1 for a buy; ``perm`` the adverse permanent impact
 accumulated in $/share):
@@ -227,12 +228,6 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
                           left, (x_after <= 0) | over)
 
     return trade
-
-
-def trade_slice(cfg: ExecConfig, ops: Any, *args: Any) -> StepResult:
-    """One slice of the model: ``kernel(cfg, ops)(*args)`` (build the kernel once where a loop
-    steps many slices)."""
-    return kernel(cfg, ops)(*args)
 
 
 def slice_view(market: Market, state: State) -> tuple[np.ndarray, np.ndarray]:
