@@ -1,4 +1,4 @@
-"""The policy interface and the reference policies: TWAP, POV, VWAP, AC, Immediate, Adaptive, Oracle.
+"""The policy interface and the reference policies: TWAP, POV, VWAP, AC, Immediate, Adaptive, Oracle, DP.
 
 A policy sees a batch of episodes at one slice and returns the shares each should trade; the
 dynamics clip that to the inventory left and the participation cap. Causal policies read only
@@ -6,7 +6,7 @@ what is known at the slice: ``state`` (time, inventory), the current slice's vol
 and the observation of ``dynamics.observe``. The ``market`` argument also holds the episode's
 future, which only non-causal references (an oracle) may read. Trained models and the residual
 combinator are in ``sb3_exec.policies``; the planners behind Adaptive and Oracle in
-``sb3_exec.planning``.
+``sb3_exec.planning``, the dynamic programme behind DP in ``sb3_exec.dp``.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class DP(Policy):
     :param progress: show a progress bar while solving (a cached solution loads at once)
     """
 
-    def __init__(self, grid: dp.Grid | None = None, progress: bool = False) -> None:
+    def __init__(self, grid: dp.Grid | None = None, progress: bool = True) -> None:
         self.grid = grid or dp.Grid()
         self.progress = progress
         self._solution: dp.Solution | None = None

@@ -170,10 +170,10 @@ def spread_factor(cfg: ExecConfig, grid: Grid) -> Factor:
     return Factor(np.zeros(1), 0.0, 0.0, lambda t, y: base + 0.0 * y, lambda t, h: np.zeros_like(h))
 
 
-def _slope(values: np.ndarray, dx: float, at: np.ndarray) -> np.ndarray:
-    """Slope of a function on a uniform grid (last axis) at points ``at`` (same leading shape):
-    the finite differences sit at the cells' midpoints and are interpolated linearly."""
-    d = np.diff(values, axis=-1) / dx
+def _slope(d: np.ndarray, dx: float, at: np.ndarray) -> np.ndarray:
+    """Slope at points ``at`` of a function on a uniform grid (last axis) given its finite
+    differences ``d`` (``np.diff(values) / dx``): they sit at the cells' midpoints and are
+    interpolated linearly."""
     n = d.shape[-1]
     pos = at / dx - 0.5
     k = np.clip(np.floor(pos).astype(np.int64), 0, max(n - 2, 0))
@@ -183,11 +183,11 @@ def _slope(values: np.ndarray, dx: float, at: np.ndarray) -> np.ndarray:
     return lo + u * (hi - lo)
 
 
-def _value(values: np.ndarray, dx: float, at: np.ndarray) -> np.ndarray:
-    """A function on a uniform grid (last axis) at points ``at``: the value at the cell's left
-    node plus the integral of ``_slope`` from it (exact for a quadratic, as ``_slope`` is)."""
+def _value(values: np.ndarray, d: np.ndarray, dx: float, at: np.ndarray) -> np.ndarray:
+    """A function on a uniform grid (last axis, finite differences ``d``) at points ``at``: the
+    value at the cell's left node plus the integral of ``_slope`` from it (exact for a quadratic,
+    as ``_slope`` is)."""
     n = values.shape[-1]
-    d = np.diff(values, axis=-1) / dx
     pos = at / dx
     k = np.clip(np.floor(pos).astype(np.int64), 0, n - 2)
     u = np.clip(pos - k, 0.0, 1.0)
@@ -340,8 +340,10 @@ def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread
         def slope(left: np.ndarray) -> np.ndarray:
             return ad + 2 * bd * left + 1.5 * cd * np.sqrt(left)
     else:
+        d = np.diff(Wt, axis=-1) / sol.dx
+
         def slope(left: np.ndarray) -> np.ndarray:
-            return 2 * r * left + _slope(Wt, sol.dx, left)
+            return 2 * r * left + _slope(d, sol.dx, left)
 
     if Wt is None and not deadline_option(cfg):
         q = qmax  # the model's problem ends with nothing left: the last slice trades all it can
@@ -351,5 +353,5 @@ def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread
     if Wt is None:
         cont = ad * left + bd * left**2 + cd * left**1.5
     else:
-        cont = r * left**2 + _value(Wt, sol.dx, left)
+        cont = r * left**2 + _value(Wt, d, sol.dx, left)
     return q, a * q + b * q**2 + c * q**1.5 + cont
