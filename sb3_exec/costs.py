@@ -99,11 +99,6 @@ def impact(cfg: ExecConfig) -> Any:
     return IMPACTS[cfg.temp_impact]
 
 
-def temp_impact(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
-    """Temporary impact in $/share of trading ``q`` shares in one slice (floats or arrays)."""
-    return IMPACTS[cfg.temp_impact].per_share(cfg, q, volume, mid)
-
-
 def permanent_pairing(cfg: ExecConfig) -> float:
     """What permanent impact adds to a slice's quadratic coefficient (see the module doc)."""
     return 0.5 * cfg.kappa if cfg.own_impact else -0.5 * cfg.kappa

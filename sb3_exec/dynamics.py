@@ -173,7 +173,7 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
     liquidity (the dark order fills first, at the mid, and the lit order trades from what is
     left).
     """
-    side, p0, T, Q0 = cfg.sign, cfg.p0, cfg.T, cfg.Q0
+    side, p0, T = cfg.sign, cfg.p0, cfg.T
     kappa, own_impact, cap, dust = cfg.kappa, cfg.own_impact, cfg.max_participation, cfg.Q0 * 1e-12
     kind = impact(cfg)
     per_share, additive = kind.per_share, kind.additive

@@ -25,7 +25,7 @@ import numpy as np
 from sb3_exec import actions
 from sb3_exec.baselines import BASELINES, Adaptive, Policy
 from sb3_exec.config import INTERFACE_FIELDS, ExecConfig
-from sb3_exec.dynamics import ARRAY, Market, State, observe
+from sb3_exec.dynamics import Market, State, observe
 
 # the observation features a residual adds: the base's orders as fractions of the inventory left
 RESIDUAL_NAMES = ("base_fraction", "base_dark_fraction")

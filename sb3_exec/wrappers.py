@@ -55,16 +55,17 @@ class ResidualWrapper(gym.Wrapper):
         self.observation_space = _extended(env.observation_space, self.base)
         self._orders = (0.0, 0.0)
 
-    def _with_base(self, obs: np.ndarray) -> np.ndarray:
+    def _with_base(self, obs: np.ndarray, reset: bool = False) -> np.ndarray:
         market, batch = self._inner.batch_view()
+        if reset:  # before the episode's first slice (a causal base's reset reads the config only)
+            self.base.reset(market)
         lit, dark = self.base.orders(market, batch)
         self._orders = (float(lit[0]), float(dark[0]))
         return np.concatenate([obs, self.base.features(batch.x, lit, dark)[0]])
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        self.base.reset(self._inner.batch_view()[0])
-        return self._with_base(obs), info
+        return self._with_base(obs, reset=True), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         inner, cfg = self._inner, self.cfg

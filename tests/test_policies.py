@@ -3,7 +3,6 @@ from run folders and from memory; residual agents on any causal base train throu
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from stable_baselines3 import PPO
