@@ -19,7 +19,12 @@ __version__ = "0.1.0"
 ENV_ID = "sb3_exec/Execution-v0"
 
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="sb3_exec.wrappers:make_env")
+    # Without gymnasium's OrderEnforcing and PassiveEnvChecker: the env refuses a step before
+    # reset itself, and the tests run gymnasium's and SB3's full env checkers on every preset and
+    # action mode; the two wrappers would add a fifth to each step's time (experiments.benchmark).
+    # gymnasium.make(..., disable_env_checker=False) adds the checker back.
+    gym.register(id=ENV_ID, entry_point="sb3_exec.wrappers:make_env", order_enforce=False,
+                 disable_env_checker=True)
 
 __all__ = [
     "ACModel", "AlmgrenChriss", "ENV_ID", "Evaluation", "ExecConfig", "ExecutionEnv", "Immediate",

@@ -1,7 +1,8 @@
 """The cost model: each temporary-impact kind once, with its cost and its planning coefficients.
 
 A kind of temporary impact (``ExecConfig.temp_impact``) is one small object in ``IMPACTS`` that
-gives (1) the impact in $/share of trading ``q`` shares in a slice, which the dynamics charge,
+gives (1) the impact in $/share of trading ``q`` shares in a slice, which the dynamics charge
+(``bind(cfg)``: a function of ``(q, volume, mid)`` with the config's constants folded in),
 and (2) where the impact is additive in dollars, the coefficients ``(b, c)`` of the slice's cost
 ``b q^2 + c q^1.5`` that the planners (water-filling, the MPC, the oracle, the Almgren-Chriss
 closed form) minimise. Changing a kind here changes the env and every planner together.
@@ -13,6 +14,7 @@ Permanent impact (``kappa``) paid by later slices adds ``kappa * sum_{j<t} q_j q
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,8 +36,9 @@ class Participation:
     ac_eta = staticmethod(_linearised_eta)
 
     @staticmethod
-    def per_share(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
-        return cfg.eta * (q / volume) * mid
+    def bind(cfg: ExecConfig) -> Callable[[Any, Any, Any], Any]:
+        eta = cfg.eta
+        return lambda q, volume, mid: eta * (q / volume) * mid
 
 
 class Rate:
@@ -45,8 +48,9 @@ class Rate:
     linear = True
 
     @staticmethod
-    def per_share(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
-        return (cfg.eta / cfg.dt) * q
+    def bind(cfg: ExecConfig) -> Callable[[Any, Any, Any], Any]:
+        k = cfg.eta / cfg.dt
+        return lambda q, volume, mid: k * q
 
     @staticmethod
     def coefficients(cfg: ExecConfig, volume: np.ndarray, own: float) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +68,9 @@ class Linear:
     linear = True
 
     @staticmethod
-    def per_share(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
-        return (cfg.eta * cfg.p0) * (q / volume)
+    def bind(cfg: ExecConfig) -> Callable[[Any, Any, Any], Any]:
+        k = cfg.eta * cfg.p0
+        return lambda q, volume, mid: k * (q / volume)
 
     ac_eta = staticmethod(_linearised_eta)
 
@@ -81,8 +86,9 @@ class Sqrt:
     linear = False
 
     @staticmethod
-    def per_share(cfg: ExecConfig, q: Any, volume: Any, mid: Any) -> Any:
-        return (cfg.eta * cfg.p0) * (q / volume) ** 0.5
+    def bind(cfg: ExecConfig) -> Callable[[Any, Any, Any], Any]:
+        k = cfg.eta * cfg.p0
+        return lambda q, volume, mid: k * (q / volume) ** 0.5
 
     ac_eta = staticmethod(_linearised_eta)
 

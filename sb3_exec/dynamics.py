@@ -72,7 +72,7 @@ def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(low), np.concatenate(high)
 
 
-@dataclass
+@dataclass(slots=True)
 class State:
     """Per-episode execution state: ``(B,)`` arrays."""
 
@@ -113,9 +113,15 @@ class _ArrayOps:
 class _ScalarOps:
     """The same helpers for the Python floats of a single episode (fast for one episode)."""
 
-    minimum = staticmethod(min)
-    maximum = staticmethod(max)
     any = staticmethod(bool)
+
+    @staticmethod
+    def minimum(a: Any, b: Any) -> Any:  # the builtin min(a, b), exactly (ties and NaN: a), faster
+        return b if b < a else a
+
+    @staticmethod
+    def maximum(a: Any, b: Any) -> Any:  # the builtin max(a, b), exactly
+        return b if b > a else a
 
     @staticmethod
     def where(cond: bool, a: float, b: float) -> float:
@@ -162,29 +168,32 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     )
 
 
+MARKET_ROW = ("volume", "half_spread", "mid", "noise", "mid_sched", "dark")  # the kernel's last arguments
+
+
 def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
     """The slice step of a config (see the module doc), with the config's constants bound once:
     the single source of the dynamics. The single env builds it once with ``ops=SCALAR`` (Python
     floats), the batch with ``ops=ARRAY``; both run these lines and agree bit for bit.
 
-    The step's arguments: the shares asked for, the shares held ``x``, the adverse permanent
-    impact ``perm``, the slice count after this one ``t_next``, the slice's market values and
-    the previous participation; with a dark venue, the dark order and the slice's hidden dark
-    liquidity (the dark order fills first, at the mid, and the lit order trades from what is
-    left).
+    The step's arguments: the shares asked for, the dark order (with a dark venue), the shares
+    held ``x``, the adverse permanent impact ``perm``, the previous participation, the slice
+    count after this one ``t_next``, then the slice's market values (``MARKET_ROW``): volume,
+    half-spread, exogenous mid, noise, the mid without innovations, the hidden dark liquidity
+    (the dark order fills first, at the mid, and the lit order trades from what is left).
     """
     side, p0, T = cfg.sign, cfg.p0, cfg.T
     kappa, own_impact, cap, dust = cfg.kappa, cfg.own_impact, cfg.max_participation, cfg.Q0 * 1e-12
     kind = impact(cfg)
-    per_share, additive = kind.per_share, kind.additive
+    per_share, additive = kind.bind(cfg), kind.additive
     dark_venue, dark_adverse = cfg.dark_venue, cfg.dark_adverse_bps * 1e-4 * p0
     deadline_penalty, risk_aversion = cfg.deadline_penalty, cfg.risk_aversion
     aggressiveness, change_weight = cfg.aggressiveness_penalty, cfg.participation_change_penalty
     minimum, maximum, where, any_ = ops.minimum, ops.maximum, ops.where, ops.any
+    new = tuple.__new__  # StepResult(...) without its Python-level __new__ (the step is hot)
 
-    def trade(shares: Any, x: Any, perm: Any, t_next: Any, volume: Any, half_spread: Any, mid_exo: Any,
-              noise: Any, mid_sched: Any, last_part: Any, dark_order: Any = 0.0,
-              dark_liquidity: Any = 0.0) -> StepResult:
+    def trade(shares: Any, dark_order: Any, x: Any, perm: Any, last_part: Any, t_next: Any, volume: Any,
+              half_spread: Any, mid_exo: Any, noise: Any, mid_sched: Any, dark_liquidity: Any) -> StepResult:
         if dark_venue:
             dark_fill = minimum(minimum(maximum(dark_order, 0.0), dark_liquidity), x)
             x = x - dark_fill
@@ -196,9 +205,9 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
         mid = maximum(MIN_PRICE, mid_exo - adverse + noise)
         mid_s = maximum(MIN_PRICE, mid_sched - adverse)
         part = q / volume
-        tmp = per_share(cfg, q, volume, mid)
+        tmp = per_share(q, volume, mid)
         # impact additive in dollars does not depend on the mid: the schedule cost pays the same
-        tmp_s = tmp if additive else per_share(cfg, q, volume, mid_s)
+        tmp_s = tmp if additive else per_share(q, volume, mid_s)
         px = mid - side * (half_spread + tmp)
         cost = (side * (p0 - mid) + half_spread + tmp) * q
         sched = (side * (p0 - mid_s) + half_spread + tmp_s) * q
@@ -210,8 +219,8 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
         over = t_next >= T
         left = where(over, x_after, 0.0)  # forced liquidation of what the deadline finds
         if any_(left > 0):
-            forced = per_share(cfg, left, volume, mid)
-            forced_s = forced if additive else per_share(cfg, left, volume, mid_s)
+            forced = per_share(left, volume, mid)
+            forced_s = forced if additive else per_share(left, volume, mid_s)
             cost = cost + (side * (p0 - mid) + half_spread + deadline_penalty * forced) * left
             sched = sched + (side * (p0 - mid_s) + half_spread + deadline_penalty * forced_s) * left
             x_after = x_after - left
@@ -224,8 +233,8 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
             penalty = (aggressiveness * part * part + change_weight * change * change) * (cfg.notional / 1e4)
         else:
             penalty = part * 0.0
-        return StepResult(q, px, mid, part, cost, sched, risk, penalty, dark_fill, x_after, perm_after,
-                          left, (x_after <= 0) | over)
+        return new(StepResult, (q, px, mid, part, cost, sched, risk, penalty, dark_fill, x_after,
+                                perm_after, left, (x_after <= 0) | over))
 
     return trade
 
@@ -249,10 +258,9 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
     done = state.done
     all_active = not done.any()
     res = (trade or kernel(cfg, ARRAY))(
-        shares, state.x, state.perm, state.t + 1 if all_active else state.t + ~done,
-        market.volume.take(idx), market.half_spread.take(idx), market.mid.take(idx),
-        market.noise.take(idx), market.mid_sched.take(idx), state.last_part,
-        0.0 if dark_order is None else dark_order, market.dark.take(idx),
+        shares, 0.0 if dark_order is None else dark_order, state.x, state.perm, state.last_part,
+        state.t + 1 if all_active else state.t + ~done,
+        *(getattr(market, name).take(idx) for name in MARKET_ROW),
     )
     if all_active:
         state.t = state.t + 1
@@ -303,17 +311,20 @@ def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: 
     return out
 
 
-def state_features(cfg: ExecConfig, ops: Any, x: Any, mid_known: Any, perm: Any,
-                   last_part: Any) -> tuple[Any, Any, Any]:
-    """The features that depend on the order's state: inventory left, the price move since
-    arrival in the order's favour (clipped), the last participation."""
-    move = (mid_known - cfg.sign * perm - cfg.p0) * (cfg.sign / cfg.price_scale)
-    return x * (1.0 / cfg.Q0), ops.minimum(ops.maximum(move, _MOVE_MIN), _MOVE_MAX), last_part
+def observer(cfg: ExecConfig, ops: Any) -> Callable[..., tuple[Any, ...]]:
+    """The observation's columns (``OBS_NAMES``, then ``LOB_NAMES``) from the slice's features
+    (``slice_features``) and the order's state: inventory left, the price move since arrival in
+    the order's favour (clipped), the last participation. The config's constants are bound once
+    (the single env calls it every step)."""
+    inv_q0, sign, p0, scale = 1.0 / cfg.Q0, cfg.sign, cfg.p0, cfg.sign / cfg.price_scale
+    minimum, maximum = ops.minimum, ops.maximum
 
+    def columns(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any,
+                last_part: Any) -> tuple[Any, ...]:
+        move = minimum(maximum((mid_known - sign * perm - p0) * scale, _MOVE_MIN), _MOVE_MAX)
+        return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:])
 
-def arrange(by_slice: tuple[Any, ...], by_state: tuple[Any, Any, Any]) -> tuple[Any, ...]:
-    """The observation's order (``OBS_NAMES``, then ``LOB_NAMES``) from the two kinds of features."""
-    return (by_slice[0], by_state[0], by_slice[1], by_slice[2], by_state[1], by_state[2], *by_slice[3:])
+    return columns
 
 
 def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
@@ -333,20 +344,21 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     if cfg.lob_features:
         last = np.maximum(idx - 1, market.row_offsets)  # slice t-1 (slice 0 at the start)
         lob = (market.signal.take(idx), market.imbalance.take(idx), market.volume.take(last))
-    cols = arrange(slice_features(cfg, ARRAY, state.t, volume, half_spread, lob),
-                   state_features(cfg, ARRAY, state.x, market.mid_known.take(idx), state.perm,
-                                  state.last_part))
+    cols = observer(cfg, ARRAY)(slice_features(cfg, ARRAY, state.t, volume, half_spread, lob),
+                                state.x, market.mid_known.take(idx), state.perm, state.last_part)
     obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         obs[:, j] = col
     return obs
 
 
-def reward_bps(cfg: ExecConfig, res: StepResult) -> np.ndarray:
-    """Each episode's reward for the slice: minus its cost (realized or schedule, by
-    ``cfg.reward``) plus risk term, in basis points of arrival notional."""
-    cost = res.sched_cost if cfg.reward == "schedule" else res.cost
-    return -(cost + res.risk + res.penalty) * (1e4 / cfg.notional)
+def rewarder(cfg: ExecConfig) -> Callable[[StepResult], Any]:
+    """The config's reward of a slice, per episode: minus its cost (realized or schedule, by
+    ``cfg.reward``) plus risk term and penalties, in basis points of arrival notional."""
+    bps = 1e4 / cfg.notional
+    if cfg.reward == "schedule":
+        return lambda res: -(res.sched_cost + res.risk + res.penalty) * bps
+    return lambda res: -(res.cost + res.risk + res.penalty) * bps
 
 
 STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule_cost_step",
@@ -359,11 +371,10 @@ def step_info_values(res: StepResult) -> tuple[Any, ...]:
 
 
 def step_info(res: StepResult) -> dict[str, float]:
-    """One episode's per-step info as Python floats: ``STEP_INFO_KEYS`` with
+    """One episode's per-step info (a step of Python floats): ``STEP_INFO_KEYS`` with
     ``step_info_values`` (a literal, for the single env's speed; a test holds the two together)."""
-    return {"q_exec": float(res.q), "px_exec": float(res.px), "mid": float(res.mid),
-            "part": float(res.part), "q_rem": float(res.x), "cost": float(res.cost),
-            "schedule_cost_step": float(res.sched_cost), "dark_fill": float(res.dark_fill)}
+    return {"q_exec": res.q, "px_exec": res.px, "mid": res.mid, "part": res.part, "q_rem": res.x,
+            "cost": res.cost, "schedule_cost_step": res.sched_cost, "dark_fill": res.dark_fill}
 
 
 def episode_metrics(cfg: ExecConfig, state: State, ops: Any = ARRAY) -> dict[str, Any]:

@@ -141,7 +141,13 @@ class ExecutionEnv(gym.Env):
         self._queue: deque[tuple[Any, ...]] = deque()  # episodes drawn ahead: see _draw
         self._episode_market: Market | None = None
         self._discrete = isinstance(self.action_space, spaces.Discrete)
+        self._n_actions = int(self.action_space.n) if self._discrete else 0  # a plain int is checked inline
+        self._needs_base, self._dark = self.interface.needs_base, self.cfg.dark_venue
+        # the model's functions with the config bound once (a step is a few microseconds)
         self._trade = dynamics.kernel(self.cfg, dynamics.SCALAR)
+        self._columns = dynamics.observer(self.cfg, dynamics.SCALAR)
+        self._lit = self.interface.lit
+        self._reward = dynamics.rewarder(self.cfg)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -177,17 +183,24 @@ class ExecutionEnv(gym.Env):
             cfg, dynamics.ARRAY, np.arange(T + 1)[None, :], np.hstack([market.volume, after]),
             np.hstack([market.half_spread, after]), lob)
         table = np.stack([np.broadcast_to(c, (n, T + 1)) for c in by_slice], axis=-1).tolist()
-        paths = [a.tolist() for a in (market.volume, market.half_spread, market.mid, market.noise,
-                                      market.mid_sched, market.mid_known, market.dark)]
+        known = np.hstack([market.mid_known, market.mid_known[:, -1:]])  # T + 1: the last slice's again
+        paths = [self._as_lists(getattr(market, name)) for name in dynamics.MARKET_ROW] + [known.tolist()]
         for i, key in enumerate(keys.tolist()):
             self._queue.append((key, market, i, tuple(p[i] for p in paths), table[i]))
 
+    @staticmethod
+    def _as_lists(paths: np.ndarray) -> list[list[float]]:
+        """Each row as a list of floats; rows that are one constant (a series switched off: no
+        signal's drift, no dark venue) share one list (read only), converted once."""
+        first = paths[:, :1]
+        if (paths == first).all() and (first == first[0, 0]).all():
+            return [paths[0].tolist()] * len(paths)
+        return paths.tolist()
+
     def _observation(self) -> np.ndarray:
-        s, cfg = self._state, self.cfg
-        t = s.t
-        by_state = dynamics.state_features(cfg, dynamics.SCALAR, s.x, self._path[5][min(t, cfg.T - 1)],
-                                           s.perm, s.last_part)
-        return np.array(dynamics.arrange(self._slices[t], by_state), dtype=np.float32)
+        s = self._state
+        return np.array(self._columns(self._slices[s.t], s.x, self._path[6][s.t], s.perm, s.last_part),
+                        dtype=np.float32)
 
     def batch_view(self) -> tuple[Market, dynamics.State]:
         """The current episode as a batch of one (``Market`` and a ``State`` copy of arrays), as
@@ -206,21 +219,22 @@ class ExecutionEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice. Raises ``ValueError`` for an action outside the action space."""
         s = self._state
-        if s is None or self.interface.needs_base:
+        if s is None or s.done or self._needs_base:
             self._refuse()
-        cfg, a = self.cfg, self._check_action(action)
-        if cfg.dark_venue:
+        cfg = self.cfg
+        a = action if action.__class__ is int and 0 <= action < self._n_actions else self._check_action(action)
+        if self._dark:  # a box action's parts are numpy floats: the orders as Python floats
             lit, dark_action = actions.split(cfg, a)
-            dark_order = actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x)
-        else:
-            lit, dark_order = a, 0.0
-        t = s.t
-        shares = self.interface.lit(cfg, dynamics.SCALAR, lit, t, s.x, self._path[0][min(t, cfg.T - 1)], 0.0)
-        return self.step_orders(shares, dark_order)
+            dark_order = float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))
+            return self._advance(float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0)),
+                                 dark_order)
+        return self._advance(self._lit(cfg, dynamics.SCALAR, a, s.t, s.x, self._path[0][s.t], 0.0), 0.0)
 
     def _refuse(self) -> None:
         if self._state is None:
             raise RuntimeError("call reset() before step()")
+        if self._state.done:
+            raise RuntimeError("the episode has ended; call reset()")
         raise RuntimeError(
             f"action_mode: {self.cfg.action_mode!r} acts on a base policy's order; build the env "
             f"with gymnasium.make('sb3_exec/Execution-v0', action_mode={self.cfg.action_mode!r}, "
@@ -231,20 +245,25 @@ class ExecutionEnv(gym.Env):
         """Trade one slice with orders in shares (``shares`` lit, ``dark_order`` in the dark
         venue): what ``step`` does after the action interface."""
         s = self._state
-        if s is None:
-            raise RuntimeError("call reset() before step()")
-        if s.done:
-            raise RuntimeError("the episode has ended; call reset()")
+        if s is None or s.done:
+            self._refuse()
+        return self._advance(float(shares), float(dark_order))
+
+    def _advance(self, shares: float, dark_order: float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """``step_orders`` with the orders already Python floats (so are the step's info values)."""
+        s = self._state
         t = s.t
-        volume, half_spread, mid, noise, mid_sched, _, dark = self._path
-        res = self._trade(shares, s.x, s.perm, t + 1, volume[t], half_spread[t], mid[t], noise[t],
-                          mid_sched[t], s.last_part, dark_order, dark[t])
+        volume, half_spread, mid, noise, mid_sched, dark, known = self._path  # see MARKET_ROW
+        res = self._trade(shares, dark_order, s.x, s.perm, s.last_part, t + 1, volume[t], half_spread[t],
+                          mid[t], noise[t], mid_sched[t], dark[t])
         s.t, s.last_part, s.done = t + 1, res.part, res.terminated
         dynamics.accumulate(s, res)
-        info: dict[str, Any] = dynamics.step_info(res)
+        info: dict[str, Any] = dynamics.step_info(res)  # Python floats: the orders are floats
         if res.terminated:
             info.update(dynamics.episode_metrics(self.cfg, s, dynamics.SCALAR))
-        return self._observation(), float(dynamics.reward_bps(self.cfg, res)), bool(res.terminated), False, info
+        obs = np.array(self._columns(self._slices[t + 1], s.x, known[t + 1], s.perm, res.part),
+                       dtype=np.float32)
+        return obs, self._reward(res), res.terminated, False, info
 
     def _check_action(self, action: Any) -> Any:
         """The action as an int (discrete) or float (continuous), or ``ValueError``."""

@@ -82,6 +82,7 @@ class ExecutionVecEnv(VecEnv):
         super().__init__(int(num_envs), observation_space_for(self.cfg), actions.action_space(self.cfg))
         self.step_infos = step_infos
         self._trade = dynamics.kernel(self.cfg, dynamics.ARRAY)
+        self._reward = dynamics.rewarder(self.cfg)
         self.market: Market | None = None
         self.state: dynamics.State | None = None
         self.last_step: dynamics.StepResult | None = None
@@ -162,7 +163,7 @@ class ExecutionVecEnv(VecEnv):
         cfg, market, state = self.cfg, self.market, self.state
         res = dynamics.step(cfg, market, state, shares, dark_order, self._trade)
         self.last_step = res
-        rewards = dynamics.reward_bps(cfg, res)
+        rewards = self._reward(res)
         dones = res.terminated.copy()
         obs = dynamics.observe(cfg, market, state)
         if self.step_infos:

@@ -69,6 +69,8 @@ class ResidualWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         inner, cfg = self._inner, self.cfg
+        if inner._state is None or inner._state.done:
+            inner._refuse()  # before reset or after the episode's end
         a = inner._check_action(action)
         lit_a, dark_a = actions.split(cfg, a) if cfg.dark_venue else (a, None)
         lit, dark = self._orders

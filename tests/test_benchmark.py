@@ -25,8 +25,11 @@ def test_benchmark_quick_json():
     for agent in ("ppo", "dqn"):
         assert 0 < res["training_env_share"][agent]["share"] < 1
     ratios = res["ratios"]
-    assert set(ratios) == {"single_env", "vec_env_B1", "vec_env_B64", "vec_env_B1024", "vec_env_B4096", "evaluator"}
+    assert set(ratios) == {"single_env", "single_env_default_wrappers", "vec_env_B1", "vec_env_B64",
+                           "vec_env_B1024", "vec_env_B4096", "evaluator"}
     assert ratios["single_env"] == res["single_env_steps_per_s"] / res["notebook_steps_per_s"]
+    assert (ratios["single_env_default_wrappers"]
+            == res["single_env_default_wrappers_steps_per_s"] / res["notebook_steps_per_s"])
 
 
 def test_notebook_reference_is_the_notebook_model():

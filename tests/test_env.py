@@ -174,13 +174,22 @@ def test_action_outside_the_space_is_rejected(mode, bad):
         env.step(bad)
 
 
-def test_step_before_reset_and_after_end():
-    env = ExecutionEnv("ac2000")
-    with pytest.raises(RuntimeError):
+@pytest.mark.parametrize("make", [lambda: ExecutionEnv("ac2000"),
+                                  lambda: gym.make(sb3_exec.ENV_ID, preset="ac2000"),
+                                  lambda: gym.make(sb3_exec.ENV_ID, preset="ac2000", action_mode="residual")])
+def test_step_before_reset_and_after_end(make):
+    """The env enforces the order of calls itself: ``gymnasium.make`` adds no OrderEnforcing."""
+    env = make()
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before step\(\)"):
         env.step(0)
-    run_episode(env, 0, lambda obs: 4)
-    with pytest.raises(RuntimeError):
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        done = env.step(np.zeros(1, dtype=np.float32) if env.action_space.shape else 4)[2]
+    with pytest.raises(RuntimeError, match="the episode has ended"):
         env.step(0)
+    if not isinstance(env, ExecutionEnv):
+        assert "OrderEnforcing" not in str(env) and "PassiveEnvChecker" not in str(env)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -233,9 +242,8 @@ def test_step_info_literal_matches_the_batched_keys():
     env = ExecutionEnv("lob", action_mode="twap_multiple")
     env.reset(seed=3)
     t = env._state.t
-    volume, half_spread, mid, noise, mid_sched, _, dark = env._path
-    res = env._trade(1e5, env._state.x, 0.0, t + 1, volume[t], half_spread[t], mid[t], noise[t],
-                     mid_sched[t], 0.0, 2e5, dark[t])
+    row = [p[t] for p in env._path[:len(dynamics.MARKET_ROW)]]
+    res = env._trade(1e5, 2e5, env._state.x, 0.0, 0.0, t + 1, *row)
     info = dynamics.step_info(res)
     assert tuple(info) == dynamics.STEP_INFO_KEYS
     assert list(info.values()) == [float(v) for v in dynamics.step_info_values(res)]

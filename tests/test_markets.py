@@ -233,6 +233,7 @@ DARK = dict(preset="liquidity", dark_share=0.1, dark_log_sd=1.0, dark_adverse_bp
 
 def test_dark_fills_never_exceed_the_order_or_the_dark_liquidity():
     from sb3_exec import ExecutionEnv
+    from sb3_exec.dynamics import MARKET_ROW
 
     for mode in ("twap_multiple", "fraction"):
         env = ExecutionEnv(**DARK, action_mode=mode)
@@ -240,7 +241,7 @@ def test_dark_fills_never_exceed_the_order_or_the_dark_liquidity():
         rng = np.random.default_rng(1)
         for seed in range(30):
             env.reset(seed=seed)
-            dark = env._path[6]  # the episode's dark liquidity per slice
+            dark = env._path[MARKET_ROW.index("dark")]  # the episode's dark liquidity per slice
             t, x, done = 0, env.cfg.Q0, False
             while not done:
                 a = (rng.uniform(-1, 1, size=2).astype(np.float32) if mode == "fraction"
