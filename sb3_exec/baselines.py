@@ -180,8 +180,9 @@ class Adaptive(Policy):
 
 class DP(Policy):
     """The causal optimum: the policy that solves the dynamic programme of ``sb3_exec.dp`` over
-    ``(t, x, volume state, spread state)``. Causal: it reads the slice's observed volume and
-    spread, and the model's transition law for the rest. On the exact Almgren-Chriss model it is
+    ``(t, x, volume state, spread state)`` (and the order-flow signal, with a dark order as a
+    second control, on ``lob``). Causal: it reads the slice's observed volume, spread and signal,
+    and the model's transition law for the rest. On the exact Almgren-Chriss model it is
     the closed form; on ``liquidity`` it is the best any policy that does not see the future can
     do. ``dp.unsupported`` says why where it cannot represent a config.
 
@@ -190,7 +191,7 @@ class DP(Policy):
     """
 
     def __init__(self, grid: dp.Grid | None = None, progress: bool = True) -> None:
-        self.grid = grid or dp.Grid()
+        self.grid = grid  # None: the config's converged default (dp.default_grid)
         self.progress = progress
         self._solution: dp.Solution | None = None
 
@@ -206,20 +207,20 @@ class DP(Policy):
     def reset(self, cfg: ExecConfig, market: Market) -> None:
         self.solution(cfg)
 
-    def act(self, cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
+    def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
         sol = self.solution(cfg)
-        out = np.zeros(len(state.t))
+        lit, dark = np.zeros(len(state.t)), np.zeros(len(state.t))
         live = ~state.done & (state.t < cfg.T)
         for t in np.unique(state.t[live]).tolist():
             rows = np.flatnonzero(live & (state.t == t))
-            out[rows], _ = sol.decide(t, state.x[rows], market.volume[rows, t],
-                                      market.half_spread[rows, t], market.mid_sched[rows, t])
-        return out
+            lit[rows], dark[rows], _ = sol.decide(t, state.x[rows], market.volume[rows, t],
+                                                  market.half_spread[rows, t], market.signal[rows, t])
+        return (lit, dark) if cfg.dark_venue else lit
 
     def predicted_bps(self, cfg: ExecConfig, market: Market) -> np.ndarray:
         """The solver's own value at each episode's initial state, bps (``dp.Solution.predicted_bps``)."""
         return self.solution(cfg).predicted_bps(market.volume[:, 0], market.half_spread[:, 0],
-                                                market.mid_sched[:, 0])
+                                                market.signal[:, 0])
 
 
 BASELINES: dict[str, type[Policy]] = {

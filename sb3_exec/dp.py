@@ -17,6 +17,20 @@ policy that solves it is the causal optimum of the schedule objective.
 - At run time the policy uses the episode's actual volume and spread for the slice's cost and
   interpolates only the continuation value.
 
+On ``lob``-like configs two things join. The observed order-flow signal ``s`` is a third Markov
+state: slice ``t``'s predictable drift ``d_t = signal_strength * p0 sigma sqrt(dt) * s_t`` moves
+the price of every later trade, which (summing by parts) costs ``-side * d_t * x_after`` per slice,
+linear in the shares held after it. The dark order is a second control, from a few multiples of
+the slice's expected dark liquidity and "post everything" (``Grid.dark_orders``); its fill, the
+lognormal hidden liquidity capped by the order and the inventory, is averaged over equiprobable
+nodes, and for each candidate the lit trade is found by bisection on the expected first-order
+condition (the lit trade takes what the fill leaves). The aggressiveness penalty is in the lit
+trade's cost. This DP is a causal policy like any other, so its simulated cost is an upper bound
+on the causal optimum's; with its coarser default grid (``LOB_GRID``, a few minutes to solve) it
+is not converged as tightly as on ``liquidity``: refining the grids moves its simulated mean by
+a few tenths of a bp (measured in the closing notes of the causal-optimum issue), so on ``lob``
+regret against ``dp`` is a lower bound on the regret against the true optimum.
+
 The solution is cached on disk, keyed by the model's fields and the grid
 (``$SB3_EXEC_CACHE``, default ``~/.cache/sb3_exec``).
 """
@@ -40,7 +54,10 @@ from sb3_exec.costs import aggressiveness_coefficient, deadline_coefficients, sc
 from sb3_exec.market import MIN_VOLUME, stationary_var, volume_profile
 from sb3_exec.planning import unsupported as planner_unsupported
 
-VERSION = 1  # bump when the solver's numbers change: old cache files are then ignored
+VERSION = 2  # bump when the solver's numbers change: old cache files are then ignored
+# the dark orders the DP chooses from, in multiples of the slice's expected dark liquidity (and
+# "everything", the whole inventory)
+DARK_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -50,25 +67,44 @@ class Grid:
     :param inventory: points of the inventory grid on ``[0, Q0]`` (>= 3)
     :param volume: points of the volume state (where it moves)
     :param spread: points of the spread state (where it moves)
+    :param signal: points of the order-flow signal's state (where there is one)
     :param quadrature: Gauss-Hermite nodes per innovation
+    :param dark: nodes of the dark venue's hidden liquidity (where there is one; ``dark_nodes``)
     :param span: half-width of the state grids in stationary SDs
     :param bisection: bisection steps of each 1-D minimisation
+    :param dark_orders: the dark orders to choose from, in multiples of the slice's expected dark
+        liquidity (the whole inventory is always a further choice)
     """
 
     inventory: int = 201
     volume: int = 21
     spread: int = 21
+    signal: int = 9
     quadrature: int = 9
+    dark: int = 10
     span: float = 4.5
     bisection: int = 50
+    dark_orders: tuple[float, ...] = DARK_MULTIPLES
 
     def __post_init__(self) -> None:
-        for name, low in (("inventory", 3), ("volume", 1), ("spread", 1), ("quadrature", 1), ("bisection", 1)):
+        for name, low in (("inventory", 3), ("volume", 1), ("spread", 1), ("signal", 1), ("quadrature", 1),
+                          ("dark", 1), ("bisection", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(self.span, (int, float)) and self.span > 0):
             raise ValueError(f"span must be a positive number, got {self.span!r}")
+        if not (self.dark_orders and all(isinstance(m, (int, float)) and m >= 0 for m in self.dark_orders)):
+            raise ValueError(f"dark_orders must be non-negative multiples, got {self.dark_orders!r}")
+
+
+LOB_GRID = Grid(inventory=61, volume=13, spread=9, signal=9, quadrature=7, dark=8, bisection=20)
+
+
+def default_grid(cfg: ExecConfig) -> Grid:
+    """The converged default grid of a config: ``Grid()``, or ``LOB_GRID`` where the signal or
+    the dark venue make the problem larger (see the tests for both)."""
+    return LOB_GRID if cfg.signal_strength > 0 or cfg.dark_venue else Grid()
 
 
 def unsupported(cfg: ExecConfig) -> str | None:
@@ -79,10 +115,11 @@ def unsupported(cfg: ExecConfig) -> str | None:
     if cfg.participation_change_penalty:
         return ("participation_change_penalty: it couples the slices through the last participation, "
                 "which the DP's state (t, x, volume, spread) does not hold")
-    if cfg.signal_strength > 0:
-        return "signal_strength: the order-flow signal (lob-like configs) is not in the DP's state yet"
-    if cfg.dark_venue:
-        return "dark_share: the dark venue (lob-like configs) is not a control of the DP yet"
+    if cfg.signal_strength > 0 and cfg.shock_before_trade:
+        return ("shock_before_trade: with the order-flow signal the DP prices a slice's drift into "
+                "later trades only (shock_before_trade=False, as in lob)")
+    if cfg.signal_strength > 0 and cfg.signal_phi >= 1:
+        return "signal_phi: the signal must be stationary (|phi| < 1) for the DP's grid"
     return None
 
 
@@ -159,6 +196,15 @@ def volume_factor(cfg: ExecConfig, grid: Grid) -> Factor:
                   lambda t, v: np.zeros_like(v))
 
 
+def signal_factor(cfg: ExecConfig, grid: Grid) -> Factor:
+    """The order-flow signal: an AR(1) with stationary variance 1, observed as it is."""
+    if cfg.signal_strength > 0:
+        nodes = np.linspace(-grid.span, grid.span, grid.signal) if grid.signal > 1 else np.zeros(1)
+        return Factor(nodes, cfg.signal_phi, float(np.sqrt(1 - cfg.signal_phi**2)),
+                      lambda t, s: s * 1.0, lambda t, s: s * 1.0)
+    return Factor(np.zeros(1), 0.0, 0.0, lambda t, s: 0.0 * s, lambda t, s: np.zeros_like(s))
+
+
 def spread_factor(cfg: ExecConfig, grid: Grid) -> Factor:
     """The spread state: the log-AR(1) state ``y``, or a constant half-spread."""
     base = cfg.spread_bps * 1e-4 * cfg.p0
@@ -223,45 +269,64 @@ def _minimise(a: Any, b: Any, c: Any, x: np.ndarray, qmax: np.ndarray,
 
 @dataclass
 class Solution:
-    """A solved DP: the continuation values ``W[t] = E[J_{t+1}]`` on the grid, ``(T-1, nz, ny, nx)``."""
+    """A solved DP: the continuation values ``W[t] = E[J_{t+1}]`` on the grid, ``(T-1, nz, ny, ns, nx)``
+    (volume, spread and signal states, inventory)."""
 
     cfg: ExecConfig
     grid: Grid
     W: np.ndarray
     volume: Factor
     spread: Factor
+    signal: Factor
     seconds: float
 
     @property
     def dx(self) -> float:
         return self.cfg.Q0 / (self.grid.inventory - 1)
 
-    def _continuation(self, t: int, z: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """``W[t]`` interpolated at each episode's ``(z, y)``: ``(B, nx)``."""
+    def _continuation(self, t: int, z: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """``W[t]`` interpolated at each episode's ``(z, y, s)``: ``(B, nx)``."""
         iz, wz = keys_weights(self.volume.nodes, z)
         iy, wy = keys_weights(self.spread.nodes, y)
         out = np.empty((len(z), self.W.shape[-1]))
-        for start in range(0, len(z), 2048):  # bounded memory: (chunk, 4, 4, nx)
-            sl = slice(start, start + 2048)
-            block = self.W[t][iz[sl][:, :, None], iy[sl][:, None, :]]
-            out[sl] = np.einsum("bijx,bi,bj->bx", block, wz[sl], wy[sl])
+        if len(self.signal.nodes) == 1:
+            Wt = self.W[t][:, :, 0]
+            for start in range(0, len(z), 2048):  # bounded memory: (chunk, 4, 4, nx)
+                sl = slice(start, start + 2048)
+                block = Wt[iz[sl][:, :, None], iy[sl][:, None, :]]
+                out[sl] = np.einsum("bijx,bi,bj->bx", block, wz[sl], wy[sl])
+            return out
+        i_s, ws = keys_weights(self.signal.nodes, s)
+        for start in range(0, len(z), 512):  # (chunk, 4, 4, 4, nx)
+            sl = slice(start, start + 512)
+            block = self.W[t][iz[sl][:, :, None, None], iy[sl][:, None, :, None], i_s[sl][:, None, None, :]]
+            out[sl] = np.einsum("bijkx,bi,bj,bk->bx", block, wz[sl], wy[sl], ws[sl])
         return out
 
     def decide(self, t: int, x: np.ndarray, volume: np.ndarray, half_spread: np.ndarray,
-               mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The optimal trade of episodes at slice ``t`` holding ``x`` with the slice's observed
-        volume and spread, and the value ``J_t`` of that state ($, without the constant)."""
+               signal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The optimal orders of episodes at slice ``t`` holding ``x`` with the slice's observed
+        volume, spread and signal: ``(lit shares, dark order, value J_t of the state in $)``; the
+        dark order is 0 without a dark venue. The value leaves out the constants: the permanent
+        impact's ``kappa Q0^2 / 2`` and what the drift so far adds to every share still to sell,
+        ``side (p0 - mid_sched_t) x`` (the drift is priced where it arises: see the module doc)."""
+        signal = np.zeros_like(volume) if signal is None else signal
+        mid_sched = np.full_like(volume, self.cfg.p0)
         Wt = None
         if t < self.cfg.T - 1:
-            Wt = self._continuation(t, self.volume.state(t, volume), self.spread.state(t, half_spread))
-        q, value = _stage(self, t, x[:, None], volume[:, None], half_spread[:, None], mid_sched[:, None], Wt)
-        return q[:, 0], value[:, 0]
+            Wt = self._continuation(t, self.volume.state(t, volume), self.spread.state(t, half_spread),
+                                    self.signal.state(t, signal))
+        q, dark, value = _stage(self, t, x[:, None], volume[:, None], half_spread[:, None],
+                                mid_sched[:, None], signal[:, None], Wt)
+        return q[:, 0], dark[:, 0], value[:, 0]
 
-    def predicted_bps(self, volume0: np.ndarray, half_spread0: np.ndarray, mid_sched0: np.ndarray) -> np.ndarray:
-        """The solver's own value ``J_0`` at episodes' initial states (their slice-0 volume and
-        spread), in bps of arrival notional: the expected schedule objective of the optimum."""
+    def predicted_bps(self, volume0: np.ndarray, half_spread0: np.ndarray,
+                      signal0: np.ndarray | None = None) -> np.ndarray:
+        """The solver's own value ``J_0`` at episodes' initial states (their slice-0 volume,
+        spread and signal), in bps of arrival notional: the expected schedule objective of the
+        optimum."""
         cfg = self.cfg
-        _, value = self.decide(0, np.full(len(volume0), cfg.Q0), volume0, half_spread0, mid_sched0)
+        _, _, value = self.decide(0, np.full(len(volume0), cfg.Q0), volume0, half_spread0, signal0)
         return (value + 0.5 * cfg.kappa * cfg.Q0**2) * (1e4 / cfg.notional)
 
 
@@ -281,40 +346,53 @@ def cache_dir() -> Path:
 
 def solve(cfg: ExecConfig, grid: Grid | None = None, progress: bool = False, cache: bool = True) -> Solution:
     """Solve the DP of a config by backward induction (batched over the grid), or load it from the
-    cache. ``progress`` shows a bar over the slices.
+    cache. ``grid``: ``default_grid(cfg)`` when None. ``progress`` shows a bar over the slices.
 
     :raises ValueError: where the DP cannot represent the config (``unsupported``)
     """
     import time
 
-    grid = grid or Grid()
+    grid = grid or default_grid(cfg)
     reason = unsupported(cfg)
     if reason is not None:
         raise ValueError(reason)
-    vol, spr = volume_factor(cfg, grid), spread_factor(cfg, grid)
+    vol, spr, sig = volume_factor(cfg, grid), spread_factor(cfg, grid), signal_factor(cfg, grid)
     path = cache_dir() / f"{cache_key(cfg, grid)}.npz"
     if cache and path.exists():
         with np.load(path) as f:
-            return Solution(cfg, grid, f["W"], vol, spr, float(f["seconds"]))
+            return Solution(cfg, grid, f["W"], vol, spr, sig, float(f["seconds"]))
     start = time.perf_counter()
     T, nx = cfg.T, grid.inventory
-    x = np.linspace(0.0, cfg.Q0, nx)[None, None, :]  # states: (nz, ny, nx)
-    Az, Ay = vol.expectation(grid.quadrature), spr.expectation(grid.quadrature)
-    W = np.zeros((max(T - 1, 0), len(vol.nodes), len(spr.nodes), nx))
-    sol = Solution(cfg, grid, W, vol, spr, 0.0)
+    nz, ny, ns = len(vol.nodes), len(spr.nodes), len(sig.nodes)
+    x = np.linspace(0.0, cfg.Q0, nx)  # states: (nz, ny, ns, nx)
+    Az, Ay, As = vol.expectation(grid.quadrature), spr.expectation(grid.quadrature), sig.expectation(grid.quadrature)
+    W = np.zeros((max(T - 1, 0), nz, ny, ns, nx))
+    sol = Solution(cfg, grid, W, vol, spr, sig, 0.0)
     stages = range(T - 1, -1, -1)
     if progress:
         from tqdm.auto import tqdm
 
         stages = tqdm(stages, desc="dp", unit="slice", leave=False)
+    shape = (nz, ny, ns, 1)
     for t in stages:
-        volume = vol.observable(t, vol.nodes)[:, None, None] * np.ones((1, len(spr.nodes), 1))
-        half_spread = spr.observable(t, spr.nodes)[None, :, None] * np.ones((len(vol.nodes), 1, 1))
-        xs = np.broadcast_to(x, volume.shape[:2] + (nx,))
-        _, J = _stage(sol, t, xs, volume, half_spread, np.full_like(volume, cfg.p0),
-                      W[t] if t < T - 1 else None)
+        volume = np.broadcast_to(vol.observable(t, vol.nodes)[:, None, None, None], shape)
+        half_spread = np.broadcast_to(spr.observable(t, spr.nodes)[None, :, None, None], shape)
+        signal = np.broadcast_to(sig.observable(t, sig.nodes)[None, None, :, None], shape)
+        if ns == 1 and not cfg.dark_venue:  # (nz, ny, nx), as before the signal joined
+            args = [a[:, :, 0] * np.ones((1, 1, 1)) for a in (volume, half_spread, signal)]
+            xs = np.broadcast_to(x, (nz, ny, nx))
+            _, _, J = _stage(sol, t, xs, args[0], args[1], np.full_like(args[0], cfg.p0), args[2],
+                             W[t, :, :, 0] if t < T - 1 else None)
+            if t > 0:
+                W[t - 1, :, :, 0] = np.einsum("ai,bj,ijx->abx", Az, Ay, J)
+            continue
+        # the general case, flattened over the exogenous states: (nz ny ns, nx)
+        flat = [np.ascontiguousarray(a).reshape(-1, 1) for a in (volume, half_spread, signal)]
+        xs = np.broadcast_to(x, (len(flat[0]), nx))
+        _, _, J = _stage(sol, t, xs, flat[0], flat[1], np.full_like(flat[0], cfg.p0), flat[2],
+                         W[t].reshape(-1, nx) if t < T - 1 else None)
         if t > 0:
-            W[t - 1] = np.einsum("ai,bj,ijx->abx", Az, Ay, J)
+            W[t - 1] = np.einsum("ai,bj,ck,ijkx->abcx", Az, Ay, As, J.reshape(nz, ny, ns, nx))
     sol.seconds = time.perf_counter() - start
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,11 +402,56 @@ def solve(cfg: ExecConfig, grid: Grid | None = None, progress: bool = False, cac
     return sol
 
 
+def dark_nodes(sd: float, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of the hidden liquidity over its mean, ``exp(sd e - sd^2/2)``: ``m``
+    equiprobable bins of ``e``, each at its conditional mean of the liquidity (the mean is kept
+    exactly; a fill ``min(order, liquidity)`` has a kink, where Gauss-Hermite nodes do poorly)."""
+    if sd <= 0:
+        return np.ones(1), np.ones(1)
+    from scipy.stats import norm
+
+    edges = norm.ppf(np.linspace(0.0, 1.0, m + 1))
+    return m * np.diff(norm.cdf(edges - sd)), np.full(m, 1.0 / m)
+
+
+def drift_cost(cfg: ExecConfig, signal: Any) -> Any:
+    """What the signal's predictable drift costs per share held after the slice ($/share): a
+    move ``d = signal_strength * p0 sigma sqrt(dt) * s`` in the price of every later trade, so
+    ``-side * d`` (a rising price pays a seller who waits; see the module doc)."""
+    return -cfg.sign * cfg.signal_strength * cfg.p0 * cfg.sigma * np.sqrt(cfg.dt) * signal
+
+
+def _after(sol: Solution, Wt: np.ndarray | None, r: float, drift: Any,
+           deadline: tuple[Any, Any, Any]) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """The slope and the value of what follows a slice's trades, as functions of the shares left
+    (arrays whose leading axes are ``Wt``'s, or any shape at the last slice): the continuation
+    ``Wt`` plus the risk term and the drift's cost ``drift * left`` (None: no signal), or at the
+    last slice the deadline liquidation with coefficients ``deadline``."""
+    if Wt is None:
+        ad, bd, cd = deadline
+        return (lambda left: ad + 2 * bd * left + 1.5 * cd * np.sqrt(left),
+                lambda left: ad * left + bd * left**2 + cd * left**1.5)
+    d = np.diff(Wt, axis=-1) / sol.dx
+
+    def on_grid(f: Callable[..., np.ndarray], *args: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        def at(left: np.ndarray) -> np.ndarray:
+            flat = left.reshape(Wt.shape[:-1] + (-1,))
+            return f(*args, sol.dx, flat).reshape(left.shape)
+        return at
+
+    slope_w, value_w = on_grid(_slope, d), on_grid(_value, Wt, d)
+    if drift is None:
+        return (lambda left: 2 * r * left + slope_w(left), lambda left: r * left**2 + value_w(left))
+    return (lambda left: 2 * r * left + slope_w(left) + drift,
+            lambda left: r * left**2 + value_w(left) + drift * left)
+
+
 def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread: np.ndarray,
-           mid_sched: np.ndarray, Wt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Slice ``t``'s optimal trade and the value ``J_t`` of states ``x`` (arrays that broadcast;
-    the continuation ``Wt`` has the inventory grid on its last axis, None at the last slice,
-    whose continuation is the deadline liquidation)."""
+           mid_sched: np.ndarray, signal: np.ndarray, Wt: np.ndarray | None,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slice ``t``'s optimal orders ``(lit, dark)`` and the value ``J_t`` of states ``x`` (arrays
+    that broadcast; the continuation ``Wt`` has the inventory grid on its last axis, None at the
+    last slice, whose continuation is the deadline liquidation)."""
     cfg = sol.cfg
     a, b, c = schedule_cost_coefficients(cfg, volume, half_spread, mid_sched)
     ad, bd, cd = deadline_coefficients(cfg, a, b, c)  # the deadline pays no aggressiveness penalty
@@ -336,22 +459,61 @@ def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread
         b = b + aggressiveness_coefficient(cfg, 1.0 / volume**2)
     qmax = np.minimum(x, cfg.max_participation * volume)
     r = cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt
-    if Wt is None:
-        def slope(left: np.ndarray) -> np.ndarray:
-            return ad + 2 * bd * left + 1.5 * cd * np.sqrt(left)
-    else:
-        d = np.diff(Wt, axis=-1) / sol.dx
+    drift = drift_cost(cfg, signal) if cfg.signal_strength > 0 and Wt is not None else None
+    if cfg.dark_venue:  # the candidates and the dark nodes on two more axes
+        def four(v: Any) -> Any:
+            return None if v is None else np.asarray(v)[..., None, None]
 
-        def slope(left: np.ndarray) -> np.ndarray:
-            return 2 * r * left + _slope(d, sol.dx, left)
-
+        slope, after = _after(sol, Wt, r, four(drift), (four(ad), four(bd), four(cd)))
+        return _with_dark(sol, x, volume, a, b, c, qmax, slope, after, mid_sched)
+    slope, after = _after(sol, Wt, r, drift, (ad, bd, cd))
     if Wt is None and not deadline_option(cfg):
         q = qmax  # the model's problem ends with nothing left: the last slice trades all it can
     else:
         q = _minimise(a, b, c, x, qmax, slope, sol.grid.bisection)
     left = x - q
-    if Wt is None:
-        cont = ad * left + bd * left**2 + cd * left**1.5
-    else:
-        cont = r * left**2 + _value(Wt, d, sol.dx, left)
-    return q, a * q + b * q**2 + c * q**1.5 + cont
+    return q, np.zeros_like(q), a * q + b * q**2 + c * q**1.5 + after(left)
+
+
+def _with_dark(sol: Solution, x: np.ndarray, volume: np.ndarray, a: Any, b: Any, c: Any, qmax: np.ndarray,
+               slope: Callable[[np.ndarray], np.ndarray], after: Callable[[np.ndarray], np.ndarray],
+               mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_stage`` with a dark venue: for each dark order of ``grid.dark_orders`` (and "everything")
+    the lit trade that solves the expected first-order condition over the hidden liquidity's
+    quadrature nodes, then the best pair by expected cost. Shapes: states ``(S, X)``; candidates
+    on a third axis, dark nodes on a fourth."""
+    cfg, grid = sol.cfg, sol.grid
+    ratio, w = dark_nodes(cfg.dark_log_sd, grid.dark)
+    expected = cfg.dark_share * volume  # (S, 1)
+    liquidity = expected[:, :, None, None] * ratio  # (S, 1, 1, M)
+    x4 = x[:, :, None, None]
+    multiples = np.asarray(grid.dark_orders, dtype=np.float64)
+    orders = np.concatenate([np.broadcast_to(expected[:, :, None] * multiples, x.shape + (len(multiples),)),
+                             x[:, :, None]], axis=-1)  # (S, X, K)
+    fill = np.minimum(np.minimum(orders[..., None], liquidity), x4)  # (S, X, K, M)
+    room = x4 - fill  # what the lit trade may take
+    a4, b4, c4 = (np.asarray(v)[..., None, None] for v in (a, b, c))
+    adverse = cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0
+
+    def foc(q: np.ndarray) -> np.ndarray:  # the expected marginal cost of the lit order
+        q4 = q[..., None]
+        live = room > q4
+        left = np.maximum(room - q4, 0.0)
+        g = a4 + 2 * b4 * q4 + 1.5 * c4 * np.sqrt(q4) - slope(left)
+        return np.sum(np.where(live, g, 0.0) * w, axis=-1)
+
+    hi0 = np.broadcast_to(qmax[:, :, None], orders.shape).copy()
+    lo, hi = np.zeros_like(hi0), hi0.copy()
+    at_zero, at_max = foc(lo) >= 0, foc(hi) <= 0
+    for _ in range(grid.bisection):
+        mid = 0.5 * (lo + hi)
+        up = foc(mid) > 0
+        hi = np.where(up, mid, hi)
+        lo = np.where(up, lo, mid)
+    q = np.where(at_zero, 0.0, np.where(at_max, hi0, 0.5 * (lo + hi)))
+    lit = np.minimum(q[..., None], room)  # (S, X, K, M)
+    cost = a4 * lit + b4 * lit**2 + c4 * lit**1.5 + np.asarray(adverse)[..., None, None] * fill + after(room - lit)
+    expected_cost = np.sum(cost * w, axis=-1)  # (S, X, K)
+    best = np.argmin(expected_cost, axis=-1)[..., None]
+    pick = lambda v: np.take_along_axis(v, best, axis=-1)[..., 0]  # noqa: E731
+    return pick(q), pick(orders), pick(expected_cost)

@@ -73,9 +73,62 @@ def test_a_coarser_grid_gives_the_same_policy():
     assert abs((by["coarse"] - by["default"]).mean()) < 0.01
 
 
+def test_dp_beats_the_mpc_on_lob_by_more_than_three_bps():
+    """The signal as a third state and the dark order as a second control: on 2,000 held-out
+    episodes the DP beats the certainty-equivalent MPC by more than 3 bps, paired CI included
+    (measured: 3.70 [3.42, 3.98]; the issue's target, 4, and the prototype's 4.7 on the paper's
+    10,000 episodes are not reached), and the oracle stays well below it."""
+    ev = evaluate({"dp": "dp", "adaptive": "adaptive", "oracle": "oracle"}, {"preset": "lob"},
+                  evaluation_seeds(2_000))
+    s = ev.summary(reference="adaptive", n_resamples=500)
+    assert s.loc["dp", "diff_schedule_objective_bps_hi"] < -3.0
+    assert s.loc["oracle", "schedule_objective_bps"] < s.loc["dp", "schedule_objective_bps"] - 5
+    assert s.loc["adaptive", "regret_dp_bps_lo"] > 3.0
+    # it uses both of its new inputs: the dark order moves with the signal
+    cfg = make_config("lob")
+    sol = DP().solution(cfg)
+    n = 5
+    volume, spread = np.full(n, cfg.vol_mu), np.full(n, cfg.spread_bps * 1e-4 * cfg.p0)
+    lit, dark, _ = sol.decide(10, np.full(n, 0.5 * cfg.Q0), volume, spread, np.linspace(-2, 2, n))
+    assert dark[0] > dark[-1] and lit[0] >= lit[-1]  # a rising price (signal > 0): hold more for later
+
+
+def test_a_dp_with_the_drift_backwards_fails_on_lob(monkeypatch):
+    """The signal's drift priced with the wrong sign (a plausible bug): the same check catches it,
+    the DP then losing to the MPC instead of beating it."""
+    cfg = make_config("lob")
+    coarse = dp.Grid(inventory=41, volume=7, spread=7, signal=7, quadrature=5, dark=6, bisection=20,
+                     dark_orders=(0.0, 0.5, 1.0, 2.0, 4.0))
+    right = dp.drift_cost
+    monkeypatch.setattr(dp, "drift_cost", lambda cfg, signal: -right(cfg, signal))
+    wrong = DP(coarse, progress=False)
+    wrong._solution = dp.solve(cfg, coarse, cache=False)
+    monkeypatch.undo()
+    ev = evaluate({"wrong": wrong, "adaptive": "adaptive"}, {"preset": "lob"}, evaluation_seeds(1_000))
+    s = ev.summary(reference="adaptive", n_resamples=500)
+    assert s.loc["wrong", "diff_schedule_objective_bps_lo"] > 0
+
+
+def test_dark_nodes_keep_the_mean_and_price_a_capped_fill():
+    """The hidden liquidity's nodes: the mean exactly, and the expected fill of an order at the
+    mean liquidity, E[min(m, L)], within 1% with 8 nodes (Gauss-Hermite's 8 nodes: 4.7% over, the
+    kink at the order defeats them)."""
+    from scipy.stats import norm
+
+    sd = 1.0
+    exact = norm.sf(sd / 2) + norm.cdf(-sd / 2)  # E[min(1, L)] for L = exp(sd e - sd^2/2)
+    ratio, w = dp.dark_nodes(sd, 8)
+    assert (ratio * w).sum() == pytest.approx(1.0, abs=1e-12)
+    assert (np.minimum(1.0, ratio) * w).sum() == pytest.approx(exact, rel=0.01)
+    eps, gh = np.polynomial.hermite_e.hermegauss(8)
+    assert (np.minimum(1.0, np.exp(sd * eps - sd**2 / 2)) * gh / gh.sum()).sum() > exact * 1.04
+    assert dp.dark_nodes(0.0, 8)[0].tolist() == [1.0]
+
+
 def test_configs_the_dp_cannot_represent_say_why():
     assert "temp_impact" in dp.unsupported(make_config("seed"))
-    assert "signal_strength" in dp.unsupported(make_config("lob"))
+    assert dp.unsupported(make_config("lob")) is None
+    assert "shock_before_trade" in dp.unsupported(make_config("lob", shock_before_trade=True))
     assert "participation_change_penalty" in dp.unsupported(make_config("liquidity", participation_change_penalty=5.0))
     assert dp.unsupported(make_config("liquidity")) is None and dp.unsupported(make_config("ac2000")) is None
     with pytest.raises(ValueError, match="temp_impact"):
