@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch as th
@@ -129,6 +133,32 @@ def test_registry_errors():
         agents.hyperparams("dqn", "nowhere")
     with pytest.raises(ValueError, match="env"):
         agents.make("dqn")
+
+
+def test_a_misspelled_hyperparameter_is_named_with_the_nearest_valid_one():
+    with pytest.raises(ValueError, match=r"hyperparams: ppo: 'learning_rat' .* PPO; did you mean 'learning_rate'"):
+        agents.make("ppo", preset="ac2000", learning_rat=0.001)
+    with pytest.raises(ValueError, match=r"ddqn: 'n_timesteps' .*hyperparams/ddqn\.yml"):
+        agents.check_hyperparams("ddqn", {"n_timesteps": 100})
+    agents.check_hyperparams("qrdqn", {"learning_starts": 10, "policy_kwargs": {}})  # valid: no error
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("args,names", [(["--timesteps", "0"], ["--timesteps", ">= 1", "got 0"]),
+                                        (["--n-validation", "-3"], ["--n-validation", ">= 0", "got -3"]),
+                                        (["--seed", "-1"], ["--seed", "got -1"])])
+def test_train_cli_refuses_bad_values_in_one_line(args, names, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sb3_exec.train", "--agent", "ppo", *args,
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert all(n in lines[0] for n in names), lines[0]
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="n_validation"):
+        train("ppo", "ac2000", timesteps=10, out=tmp_path / "p", n_validation=-3)
 
 
 def test_yaml_defaults_and_preset_merge():
