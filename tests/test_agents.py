@@ -214,6 +214,24 @@ def test_tensorboard_events_contain_execution_tags(tmp_path):
     assert min(regret) >= -1e-6  # no policy beats the analytic optimum's schedule objective
 
 
+@pytest.mark.parametrize("name,small", [("ddqn", {"learning_starts": 50}),
+                                        ("ppo", {"n_steps": 32, "batch_size": 64})])
+def test_tensorboard_has_every_validation_point_at_its_step(name, small, tmp_path):
+    """Each validation in meta.json is a TensorBoard point at the step it ran, the last one too
+    (an off-policy run dumps its logs only at episode ends; PPO here validates twice a rollout)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    res = train(name, "ac2000", seed=0, timesteps=500, out=tmp_path, n_validation=10, **small)
+    acc = EventAccumulator(str(next((tmp_path / "tb").iterdir()))).Reload()
+    validation = res.meta["validation"]
+    steps = [v["timesteps"] for v in validation]
+    assert len(steps) == 5 and steps[-1] >= 500  # every fifth of the budget (PPO steps 8 envs)
+    for tag in ("eval/objective_bps", "eval/schedule_objective_bps"):
+        points = acc.Scalars(tag)
+        assert [p.step for p in points] == steps, tag
+        np.testing.assert_allclose([p.value for p in points], [v[tag[5:]] for v in validation], rtol=1e-6)
+
+
 @pytest.mark.slow
 def test_ppo_fraction_learns_the_almgren_chriss_schedule():
     """20k steps of PPO on the fraction action with the schedule reward: regret < 0.5% against
