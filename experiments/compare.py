@@ -233,8 +233,9 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
             "inventory": paths.q_rem.tolist(), "participation": paths.part.tolist(),
         }
     except Exception as exc:  # a failed run is reported, the others go on
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line (torch appends tensors)
         result = {"status": "failed", "agent": spec.agent, "seed": spec.seed,
-                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+                  "error": f"{type(exc).__name__}: {first}", "traceback": traceback.format_exc()}
     result["wall_seconds"] = time.perf_counter() - start
     result["fingerprint"], result["eval_key"] = spec.fingerprint, spec.eval_key
     write_json(run_dir / "result.json", result)

@@ -80,6 +80,13 @@ def _num(x: float, digits: int) -> str:
     return f"{x + 0.0:.{digits}f}".replace("-0." + "0" * digits, "0." + "0" * digits)
 
 
+def _fmt(row: pd.Series, key: str, digits: int) -> str:
+    """A number of the row to ``digits`` decimals, or ``n/a`` where it is missing (every blank
+    cell of the tables reads ``n/a``, never ``nan``)."""
+    value = row.get(key)
+    return _num(value, digits) if value is not None and pd.notna(value) else "n/a"
+
+
 def _fmt_ci(row: pd.Series, m: str, digits: int = 2) -> str:
     if pd.isna(row.get(m)):
         return "n/a"
@@ -93,11 +100,11 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
         row = {
             "policy": policy,
             "objective bps [95% CI]": _fmt_ci(r, "objective_bps"),
-            "SD": f"{r['objective_bps_sd']:.1f}" if pd.notna(r.get("objective_bps_sd")) else "n/a",
+            "SD": _fmt(r, "objective_bps_sd", 1),
             "vs TWAP [95% CI]": _fmt_ci(r, "diff_objective_bps"),
             "schedule objective bps [95% CI]": _fmt_ci(r, "schedule_objective_bps", 3),
             "schedule vs TWAP [95% CI]": _fmt_ci(r, "diff_schedule_objective_bps", 3),
-            "win rate": f"{r['win_rate_schedule_objective_bps']:.2f}" if pd.notna(r.get("win_rate_schedule_objective_bps")) else "n/a",
+            "win rate": _fmt(r, "win_rate_schedule_objective_bps", 2),
         }
         if "regret_dp_bps" in summary:
             row["regret vs causal optimum [95% CI]"] = _fmt_ci(r, "regret_dp_bps", 3)
@@ -105,7 +112,7 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
         if "gap_closed_pct" in summary:
             row["TWAP-to-oracle gap closed % [95% CI]"] = _fmt_ci(r, "gap_closed_pct", 1)
         if "regret_schedule_objective_bps_pct" in summary:
-            row["regret %"] = _num(r["regret_schedule_objective_bps_pct"], 3) if pd.notna(r.get("regret_schedule_objective_bps_pct")) else "n/a"
+            row["regret %"] = _fmt(r, "regret_schedule_objective_bps_pct", 3)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -122,9 +129,9 @@ def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.
             "agent": policy,
             "runs ok": _count(r.get("runs")), "failed": _count(r.get("failed_runs")),
             "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
-            "P(improve on TWAP)": f"{r['p_improve_twap_schedule_objective_bps']:.2f}" if pd.notna(r.get("p_improve_twap_schedule_objective_bps")) else "n/a",
+            "P(improve on TWAP)": _fmt(r, "p_improve_twap_schedule_objective_bps", 2),
             **({"schedule vs Adaptive [95% CI]": _fmt_ci(r, "vs_adaptive_schedule_objective_bps", 3),
-                "win rate vs Adaptive": f"{r['win_rate_vs_adaptive_schedule_objective_bps']:.2f}"}
+                "win rate vs Adaptive": _fmt(r, "win_rate_vs_adaptive_schedule_objective_bps", 2)}
                if "vs_adaptive_schedule_objective_bps" in summary else {}),
             **({"regret vs causal optimum [95% CI]": _fmt_ci(r, "regret_dp_bps", 3)}
                if "regret_dp_bps" in summary else {}),

@@ -98,7 +98,15 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert summary.loc["ppo", "failed_runs"] == 1 and pd.isna(summary.loc["ppo", "objective_bps"])
     assert summary.loc["ddqn", "failed_runs"] == 0 and summary.loc["ddqn", "objective_bps"] > 0
-    assert "Failed runs" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Failed runs" in report
+    failure = next(line for line in report.splitlines() if line.startswith("- `ppo` seed"))
+    assert "ValueError: Expected parameter logits" in failure and "tensor(" not in report  # one line
+    # a blank cell reads n/a everywhere, never nan
+    table = (out / "summary_table.txt").read_text()
+    ppo_row = next(line.split() for line in table.splitlines()[::-1] if line.split()[:1] == ["ppo"])
+    assert ppo_row[1:3] == ["0", "1"] and set(ppo_row[3:]) == {"n/a"}, ppo_row
+    assert "nan" not in table.split() and "| nan" not in report
     # a value the algorithm refuses when it is built fails before anything runs, naming the agent
     nan_lr = {**cfg.hyperparams, "ppo": {"learning_rate": float("nan")}}
     with pytest.raises(ValueError, match="'ppo' on preset 'ac2000'.*learning rate"):
@@ -166,7 +174,7 @@ def test_baselines_only_comparison(tmp_path):
                                 out=str(tmp_path / "b")))
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp"]
-    assert summary.loc["ac", "regret_schedule_objective_bps_bps"] == pytest.approx(0, abs=1e-9)
+    assert summary.loc["ac", "regret_schedule_objective_bps"] == pytest.approx(0, abs=1e-9)
 
 
 def test_multi_part_config_runs_each_part_and_indexes_them(tmp_path):
