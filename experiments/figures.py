@@ -213,8 +213,7 @@ def _paired_differences(out: Path, summary: pd.DataFrame, plt: Any) -> tuple[str
         axes[2].set_title(f"up close: the {len(near)} policies near {ref}", fontsize=10)
     return _save(fig, out / "paired_differences.png",
                  "Paired differences to TWAP on the same episodes (negative is better; a far-off "
-                 "policy is marked at the edge with its value)"
-                 + (f" and, up close, to {zoom[0]}" if zoom else ""))
+                 "policy is marked at the edge)" + (f", and up close to {zoom[0]}" if zoom else ""))
 
 
 def _inventory_paths(out: Path, summary: pd.DataFrame, baseline_eval: Evaluation,

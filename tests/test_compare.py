@@ -145,7 +145,7 @@ def test_liquidity_report_has_the_gap_closed(tmp_path):
     assert 0 < summary.loc["adaptive", "gap_closed_pct"] < 100
     report = (out / "report.md").read_text()
     assert "gap closed" in report and "regret vs causal optimum" in report
-    assert "closed-form frontier" not in report and "up close, to dp" in report  # no AC frontier here
+    assert "closed-form frontier" not in report and "up close to dp" in report  # no AC frontier here
     # the gap splits into what a causal policy can reach and the value of foresight
     assert "reachable by a causal policy" in report and "value of foresight" in report
     assert "The DP predicts its own mean" in report
