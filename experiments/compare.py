@@ -20,6 +20,7 @@ on that preset where no part has it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,13 +37,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from experiments import workers
 from sb3_exec import agents
 from sb3_exec.baselines import BASELINES, baselines_for
 from sb3_exec.config import PRESETS, make_config
 from sb3_exec.dynamics import episode_metrics, initial_state
 from sb3_exec.evaluation import evaluate
 from sb3_exec.seeding import evaluation_seeds, training_seeds, validation_seeds
-from sb3_exec.train import versions, write_json
+from sb3_exec.train import CLIParser, versions, write_json
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BACKENDS = ("local", "ray")
@@ -106,7 +108,7 @@ class CompareConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> CompareConfig:
         """Load a single-comparison config file; ``overrides`` (non-None values) replace its
         entries (``load_configs`` reads files with ``parts``)."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_yaml(path)
         if "parts" in data:
             raise ValueError(f"parts: {path} holds several comparisons; use load_configs")
         return cls.from_dict(data, **overrides)
@@ -121,6 +123,49 @@ class CompareConfig:
             raise ValueError(f"{unknown[0]}: not a comparison setting; settings are {sorted(known)}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's settings; a file that is not a YAML mapping is refused in one line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ValueError(f"config: {path} is not valid YAML: {problem}{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {path} must hold a mapping of settings, not a {type(data).__name__}")
+    return data
+
+
+def preflight(cfgs: Sequence[CompareConfig]) -> None:
+    """Build every agent of every comparison once, with zero training steps, so that a bad
+    hyperparameter or an agent that cannot run on the preset fails now, in seconds, with one line
+    naming it, and not in every run after the baselines have been evaluated."""
+    built = set()
+    for cfg in cfgs:
+        for agent in cfg.agents:
+            params = cfg.hyperparams.get(agent, {})
+            key = json.dumps([agent, cfg.preset, cfg.env_overrides, params], sort_keys=True, default=str)
+            if key in built:
+                continue
+            try:
+                agents.check_hyperparams(agent, params)
+                env = agents.make_env(agent, cfg.preset, **cfg.env_overrides)
+                try:
+                    agents.make(agent, env, preset=cfg.preset, **params)
+                finally:
+                    env.close()
+            except Exception as exc:  # whatever it is, say which agent and part, in one line
+                reason = " ".join(str(exc).split())
+                if not reason.startswith("hyperparams:"):
+                    with_params = f" with hyperparams {params}" if params else ""
+                    reason = f"agents: {agent!r} on preset {cfg.preset!r}{with_params}: {reason}"
+                raise ValueError(f"{cfg.name}: {reason}") from exc
+            built.add(key)
 
 
 @dataclass
@@ -188,8 +233,9 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
             "inventory": paths.q_rem.tolist(), "participation": paths.part.tolist(),
         }
     except Exception as exc:  # a failed run is reported, the others go on
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line (torch appends tensors)
         result = {"status": "failed", "agent": spec.agent, "seed": spec.seed,
-                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+                  "error": f"{type(exc).__name__}: {first}", "traceback": traceback.format_exc()}
     result["wall_seconds"] = time.perf_counter() - start
     result["fingerprint"], result["eval_key"] = spec.fingerprint, spec.eval_key
     write_json(run_dir / "result.json", result)
@@ -242,11 +288,12 @@ def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]
             todo.append(spec)
     if todo:
         bar = tqdm(total=len(todo), desc=f"runs ({len(specs) - len(todo)} stored)", unit="run")
-        for spec, result in _backend_map(todo, cfg):
-            results[spec.key] = result
-            bar.set_postfix_str(f"{spec.key}: {result['status']}")
-            bar.update()
-        bar.close()
+        # closing: on Ctrl-C or an error the backend stops its runs now (workers terminated)
+        with bar, contextlib.closing(_backend_map(todo, cfg)) as finished:
+            for spec, result in finished:
+                results[spec.key] = result
+                bar.set_postfix_str(f"{spec.key}: {result['status']}")
+                bar.update()
     return [results[s.key] for s in specs]
 
 
@@ -261,22 +308,20 @@ def _backend_map(todo: Sequence[RunSpec], cfg: CompareConfig):
                  ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
         task = ray.remote(num_cpus=1)(run_one)
         pending = {task.remote(s): s for s in todo}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                yield pending.pop(ref), ray.get(ref)
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    yield pending.pop(ref), ray.get(ref)
+        finally:  # stopped early (Ctrl-C): the cluster does not go on with the rest
+            for ref in pending:
+                ray.cancel(ref, force=True)
         return
     if cfg.workers == 1:
         for spec in todo:
             yield spec, run_one(spec)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, s): s for s in todo}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+    yield from workers.pool(run_one, todo, cfg.workers)  # workers die with this process
 
 
 def git_commit() -> str | None:
@@ -294,6 +339,7 @@ def compare(cfg: CompareConfig) -> Path:
     from experiments.report import summarize, write_outputs
 
     start = time.perf_counter()
+    preflight([cfg])  # a bad hyperparameter fails here, not in every run
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
@@ -333,7 +379,7 @@ def load_configs(path: str | Path, parts: Sequence[str] | None = None,
     part's settings over the file's shared ones, written to ``<out>/<part name>/``). ``parts``
     selects some by name; a ``preset`` override keeps the part of that preset (or the shared
     settings with that preset where no part has it); other ``overrides`` apply to every part."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = read_yaml(path)
     entries = data.pop("parts", None)
     if entries is None:
         if parts:
@@ -357,24 +403,27 @@ def load_configs(path: str | Path, parts: Sequence[str] | None = None,
                                     name=f"{root.name}/{e['name']}") for e in entries]
 
 
-def write_index(root: Path, outs: Sequence[Path]) -> Path:
-    """``<root>/README.md``: every part's headline tables, linked to its report."""
-    lines = [f"# {root.name}: {len(outs)} comparisons", "",
+def write_index(root: Path, order: Sequence[str] = ()) -> Path:
+    """``<root>/README.md``: the headline tables of every part present under ``root`` (whatever
+    subset of the parts the last command ran), linked to its report; parts named in ``order``
+    (the config file's) first, others after them by name."""
+    present = {d.name: d for d in root.iterdir() if (d / "summary_table.txt").is_file()}
+    names = [n for n in order if n in present] + sorted(set(present) - set(order))
+    lines = [f"# {root.name}: {len(names)} comparison{'' if len(names) == 1 else 's'}", "",
              "Written by `python -m experiments.compare`; each part's `report.md` has the figures, "
              "CIs and settings.", ""]
-    for out in outs:
-        lines += [f"## [{out.name}]({out.name}/report.md)", "", "```",
-                  (out / "summary_table.txt").read_text().rstrip(), "```", ""]
+    for name in names:
+        lines += [f"## [{name}]({name}/report.md)", "", "```",
+                  (present[name] / "summary_table.txt").read_text().rstrip(), "```", ""]
     path = root / "README.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def parse_args(argv: Sequence[str] | None = None, all_parts: bool = False) -> list[CompareConfig]:
-    """Command-line options over the config file (the quick default when none is given);
-    ``all_parts`` ignores ``--part`` (every part of the file, for the index)."""
-    p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> CLIParser:
+    """The command line of ``python -m experiments.compare``."""
+    p = CLIParser(prog="python -m experiments.compare", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(CONFIG_DIR / "quick.yaml"),
                    help="experiment YAML (default: experiments/configs/quick.yaml)")
     p.add_argument("--name", help="output folder name under results/ (or --out)")
@@ -393,36 +442,77 @@ def parse_args(argv: Sequence[str] | None = None, all_parts: bool = False) -> li
     p.add_argument("--backend", choices=BACKENDS, help="local process pool or Ray")
     p.add_argument("--address", help="Ray cluster address (with --backend ray)")
     p.add_argument("--out", help="output folder (default results/<name>; or --name)")
-    a = p.parse_args(argv)
+    return p
+
+
+def configs_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[CompareConfig]:
+    """The comparisons the parsed options describe: the config file under the options; a bad
+    value exits with one line naming it."""
     if a.name and a.out:
         p.error("--name and --out both name the output folder; give one")
     overrides = {k: getattr(a, k) for k in ("name", "preset", "agents", "baselines", "seeds",
                                             "timesteps", "eval_episodes", "validation_episodes",
                                             "master_seed", "workers", "backend", "address", "out")}
     try:
-        return load_configs(a.config, None if all_parts else a.part,
-                            **{k: v for k, v in overrides.items() if v is not None})
+        return load_configs(a.config, a.part, **{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, OSError) as exc:
         p.error(str(exc))
         raise  # unreachable: p.error exits
 
 
+def parse_args(argv: Sequence[str] | None = None) -> list[CompareConfig]:
+    """Command-line options over the config file (the quick default when none is given)."""
+    p = build_parser()
+    return configs_from(p.parse_args(argv), p)
+
+
+def stored_runs(cfg: CompareConfig) -> tuple[int, int]:
+    """(finished, total) training runs of a comparison stored on disk."""
+    keys = [f"{a}_s{s}" for a in cfg.agents for s in training_seeds(cfg.seeds, cfg.master_seed)]
+    return sum(_stored_ok(cfg.out_dir / "runs" / k) is not None for k in keys), len(keys)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m experiments.compare``."""
-    cfgs = parse_args(argv)
-    outs = []
-    for i, cfg in enumerate(cfgs):
-        if len(cfgs) > 1:
-            print(f"\n[{i + 1}/{len(cfgs)}] {cfg.name}: {cfg.preset}, agents {cfg.agents}")
-        out = compare(cfg)
-        outs.append(out)
-        print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
-        print((out / "summary_table.txt").read_text())
-    multi = len(cfgs) > 1 or "/" in cfgs[0].name  # a part of a multi-part config
-    parts = [c.out_dir for c in parse_args(argv, all_parts=True)] if multi else []
-    if parts:  # a multi-part config: index every part written so far
-        done = [p for p in parts if (p / "summary_table.txt").exists()]
-        print(f"wrote {write_index(outs[0].parent, done)}")
+    """Entry point of ``python -m experiments.compare``: runs each comparison, then indexes a
+    multi-part config's parts; exits 1 when a run failed (each reason printed), 2 on bad input
+    (one line, before anything runs), 130 on Ctrl-C (saying what finished)."""
+    p = build_parser()
+    a = p.parse_args(argv)
+    cfgs = configs_from(a, p)
+    try:
+        preflight(cfgs)
+    except ValueError as exc:
+        p.error(str(exc))
+    outs, failed, total = [], [], 0
+    current = cfgs[0]
+    try:
+        for i, cfg in enumerate(cfgs):
+            current = cfg
+            if len(cfgs) > 1:
+                print(f"\n[{i + 1}/{len(cfgs)}] {cfg.name}: {cfg.preset}, agents {cfg.agents}")
+            out = compare(cfg)
+            outs.append(out)
+            print(f"\nwrote {out}/ (report.md, summary.csv, episodes.csv, figures, metadata.json)")
+            print((out / "summary_table.txt").read_text())
+            runs = json.loads((out / "metadata.json").read_text())["runs"]
+            total += len(runs)
+            for r in runs:
+                if r["status"] != "ok":
+                    failed.append(r)
+                    print(f"FAILED {cfg.name} {r['agent']} seed {r['seed']}: {r['error']}")
+    except KeyboardInterrupt:
+        done, n = stored_runs(current)
+        finished = "".join(f"{o.name} done; " for o in outs)
+        print(f"\ninterrupted: {finished}{current.name}: {done} of {n} training runs finished "
+              f"(stored in {current.out_dir / 'runs'}); rerun the same command to resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    if "/" in cfgs[0].name:  # parts of a multi-part config: index every part on disk
+        parts = read_yaml(a.config).get("parts") or []
+        print(f"wrote {write_index(outs[0].parent, [e.get('name') for e in parts])}")
+    if failed:
+        raise SystemExit(f"{len(failed)} of {total} runs failed (reasons above and in report.md); "
+                         "rerun the same command after fixing them: finished runs are reused")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sb3_exec.analytic import ACModel, ac_model
+from experiments.figures import figures
 from sb3_exec.evaluation import Evaluation
 
 METRICS = ("objective_bps", "schedule_objective_bps")
@@ -80,6 +80,13 @@ def _num(x: float, digits: int) -> str:
     return f"{x + 0.0:.{digits}f}".replace("-0." + "0" * digits, "0." + "0" * digits)
 
 
+def _fmt(row: pd.Series, key: str, digits: int) -> str:
+    """A number of the row to ``digits`` decimals, or ``n/a`` where it is missing (every blank
+    cell of the tables reads ``n/a``, never ``nan``)."""
+    value = row.get(key)
+    return _num(value, digits) if value is not None and pd.notna(value) else "n/a"
+
+
 def _fmt_ci(row: pd.Series, m: str, digits: int = 2) -> str:
     if pd.isna(row.get(m)):
         return "n/a"
@@ -93,11 +100,11 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
         row = {
             "policy": policy,
             "objective bps [95% CI]": _fmt_ci(r, "objective_bps"),
-            "SD": f"{r['objective_bps_sd']:.1f}" if pd.notna(r.get("objective_bps_sd")) else "n/a",
+            "SD": _fmt(r, "objective_bps_sd", 1),
             "vs TWAP [95% CI]": _fmt_ci(r, "diff_objective_bps"),
             "schedule objective bps [95% CI]": _fmt_ci(r, "schedule_objective_bps", 3),
             "schedule vs TWAP [95% CI]": _fmt_ci(r, "diff_schedule_objective_bps", 3),
-            "win rate": f"{r['win_rate_schedule_objective_bps']:.2f}" if pd.notna(r.get("win_rate_schedule_objective_bps")) else "n/a",
+            "win rate": _fmt(r, "win_rate_schedule_objective_bps", 2),
         }
         if "regret_dp_bps" in summary:
             row["regret vs causal optimum [95% CI]"] = _fmt_ci(r, "regret_dp_bps", 3)
@@ -105,7 +112,7 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
         if "gap_closed_pct" in summary:
             row["TWAP-to-oracle gap closed % [95% CI]"] = _fmt_ci(r, "gap_closed_pct", 1)
         if "regret_schedule_objective_bps_pct" in summary:
-            row["regret %"] = _num(r["regret_schedule_objective_bps_pct"], 3) if pd.notna(r.get("regret_schedule_objective_bps_pct")) else "n/a"
+            row["regret %"] = _fmt(r, "regret_schedule_objective_bps_pct", 3)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -122,9 +129,9 @@ def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.
             "agent": policy,
             "runs ok": _count(r.get("runs")), "failed": _count(r.get("failed_runs")),
             "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
-            "P(improve on TWAP)": f"{r['p_improve_twap_schedule_objective_bps']:.2f}" if pd.notna(r.get("p_improve_twap_schedule_objective_bps")) else "n/a",
+            "P(improve on TWAP)": _fmt(r, "p_improve_twap_schedule_objective_bps", 2),
             **({"schedule vs Adaptive [95% CI]": _fmt_ci(r, "vs_adaptive_schedule_objective_bps", 3),
-                "win rate vs Adaptive": f"{r['win_rate_vs_adaptive_schedule_objective_bps']:.2f}"}
+                "win rate vs Adaptive": _fmt(r, "win_rate_vs_adaptive_schedule_objective_bps", 2)}
                if "vs_adaptive_schedule_objective_bps" in summary else {}),
             **({"regret vs causal optimum [95% CI]": _fmt_ci(r, "regret_dp_bps", 3)}
                if "regret_dp_bps" in summary else {}),
@@ -161,144 +168,6 @@ def markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def _policy_paths(baseline_eval: Evaluation, results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Mean inventory (share of Q0) and participation per slice for every policy."""
-    cfg = baseline_eval.config
-    steps = baseline_eval.steps
-    grid = pd.MultiIndex.from_product([pd.unique(steps.policy), range(cfg.T)], names=["policy", "slice"])
-    base = steps.pivot_table(index=["policy", "slice"], values=["q_rem", "part"], aggfunc="sum")
-    n = steps.groupby("policy").seed.nunique()
-    base = base.reindex(grid, fill_value=0.0).reset_index()
-    base[["q_rem", "part"]] = base[["q_rem", "part"]].div(base.policy.map(n), axis=0)
-    frames = [base.assign(run=0)]
-    for r in results:
-        if r["status"] == "ok":
-            k = len(r["inventory"])
-            frames.append(pd.DataFrame({"policy": r["agent"], "slice": range(k), "run": r["seed"],
-                                        "q_rem": r["inventory"], "part": r["participation"]}))
-    paths = pd.concat(frames, ignore_index=True)
-    start = paths.drop_duplicates(["policy", "run"]).assign(slice=-1, q_rem=cfg.Q0, part=np.nan)
-    paths = pd.concat([start, paths], ignore_index=True)
-    paths["slices done"] = paths.slice + 1
-    paths["inventory"] = paths.q_rem / cfg.Q0
-    return paths
-
-
-def figures(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, baseline_eval: Evaluation,
-            results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Write the PNG figures; returns (file, caption) pairs for the report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
-    cfg = baseline_eval.config
-    made: list[tuple[str, str]] = []
-    order = list(summary.index)
-
-    # learning curves with a band across training seeds
-    curves = pd.DataFrame([{"agent": r["agent"], "seed": r["seed"], **v}
-                           for r in results if r["status"] == "ok" for v in r.get("validation", [])])
-    if len(curves):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(curves, x="timesteps", y="schedule_objective_bps", hue="agent", errorbar=("pi", 100),
-                     marker="o", ax=ax)
-        twap = summary.loc["twap", "schedule_objective_bps"]
-        lows = [curves.schedule_objective_bps.min()]
-        if baseline_eval.optimum_bps is not None:
-            ax.axhline(baseline_eval.optimum_bps, color="black", ls=":", label="analytic optimum")
-            lows.append(baseline_eval.optimum_bps)
-        elif "oracle" in summary.index:
-            ax.axhline(summary.loc["oracle", "schedule_objective_bps"], color="black", ls="-.", label="oracle")
-            lows.append(summary.loc["oracle", "schedule_objective_bps"])
-        if "adaptive" in summary.index and baseline_eval.optimum_bps is None:
-            ax.axhline(summary.loc["adaptive", "schedule_objective_bps"], color="grey", ls=":", label="adaptive (MPC)")
-        high = curves.schedule_objective_bps.max()
-        pad = 0.1 * (high - min(lows)) + 1e-3
-        if twap <= high + pad:
-            ax.axhline(twap, color="grey", ls="--", label="TWAP")
-        ax.set_ylim(min(lows) - pad, high + pad)
-        ax.set_ylabel("validation schedule objective (bps)")
-        ax.legend(fontsize=8)
-        ax.set_title(f"Learning curves (band: range over training seeds; TWAP at {twap:.2f} bps)")
-        made.append(_save(fig, out / "learning_curves.png", "Validation score during training"))
-
-    # distributions of the realized shortfall
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(order) + 1.5))
-    sns.boxplot(episodes, x="shortfall_bps", y="policy", order=order, showfliers=False, ax=ax)
-    ax.set_xlabel("implementation shortfall (bps), every evaluation episode (and run)")
-    made.append(_save(fig, out / "shortfall_distributions.png", "Shortfall distributions per policy"))
-
-    # paired differences to TWAP with CIs
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(order) + 1.8), sharey=True)
-    for ax, m, title in zip(axes, METRICS, ("realized objective", "schedule objective")):
-        d = summary[f"diff_{m}"]
-        err = np.vstack([d - summary[f"diff_{m}_lo"], summary[f"diff_{m}_hi"] - d])
-        ax.errorbar(d, range(len(order)), xerr=err, fmt="o", capsize=4)
-        ax.axvline(0, color="grey", ls="--")
-        ax.set_yticks(range(len(order)), order)
-        ax.set_xlabel(f"{title} minus TWAP (bps), 95% CI")
-    axes[0].invert_yaxis()
-    made.append(_save(fig, out / "paired_differences.png",
-                      "Paired differences to TWAP on the same episodes (negative is better)"))
-
-    # mean inventory and participation per slice
-    paths = _policy_paths(baseline_eval, results)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    sns.lineplot(paths, x="slices done", y="inventory", hue="policy", errorbar=None, marker=".",
-                 ax=axes[0])
-    model = ac_model(cfg)
-    axes[0].plot(np.arange(cfg.T + 1), model.holdings() / cfg.Q0, "k:", label="AC closed form")
-    axes[0].set_ylabel("mean inventory left / Q0")
-    axes[0].legend(fontsize=8)
-    sns.lineplot(paths.dropna(subset=["part"]), x="slice", y="part", hue="policy", errorbar=None,
-                 marker=".", ax=axes[1], legend=False)
-    axes[1].set_ylabel("mean participation q/V")
-    made.append(_save(fig, out / "inventory_paths.png",
-                      "Mean inventory and participation per slice against TWAP and the AC schedule"))
-
-    # efficient frontier: mean against SD of the shortfall
-    stats_ = episodes.groupby("policy").shortfall_bps.agg(["mean", "std"]).reindex(order)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(stats_["std"], stats_["mean"])
-    for p, r in stats_.iterrows():
-        ax.annotate(p, (r["std"], r["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    frontier = _frontier(model)
-    if frontier is not None:
-        ax.plot(frontier[1] / cfg.notional * 1e4, frontier[0] / cfg.notional * 1e4, "k:",
-                label="AC efficient frontier (closed form)")
-        ax.legend(fontsize=8)
-    ax.set_xlabel("SD of shortfall (bps)")
-    ax.set_ylabel("mean shortfall (bps)")
-    made.append(_save(fig, out / "efficient_frontier.png", "Mean against SD of shortfall"))
-    return made
-
-
-def _frontier(model: ACModel) -> tuple[np.ndarray, np.ndarray] | None:
-    """(E, SD) of the closed-form schedule over a range of risk aversions."""
-    if model.sigma == 0 or model.eta_tilde <= 0:
-        return None
-    lam0 = model.lam if model.lam > 0 else model.eta_tilde / (model.sigma**2 * (model.N * model.tau) ** 2)
-    es, sds = [], []
-    for lam in lam0 * np.logspace(-3, 1.5, 40):
-        m = ACModel(**{**model.__dict__, "lam": lam})
-        x = m.holdings()
-        es.append(m.expected_cost(x))
-        sds.append(np.sqrt(m.variance(x)))
-    return np.array(es), np.array(sds)
-
-
-def _save(fig: Any, path: Path, caption: str) -> tuple[str, str]:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name, caption
 
 
 def write_outputs(out: Path, cfg: Any, summary: pd.DataFrame, episodes: pd.DataFrame,

@@ -27,6 +27,7 @@ from sb3_exec.callbacks import SeededEvalCallback
 from sb3_exec.actions import BOX_MODES
 from sb3_exec.config import PRESETS
 from sb3_exec.seeding import validation_seeds
+from sb3_exec.train import CLIParser
 
 DQN_LIKE = ("dqn", "ddqn", "qrdqn")
 
@@ -172,9 +173,11 @@ def tune(agent: str, preset: str, trials: int, timesteps: int | None = None, n_v
         import optuna
     except ImportError as exc:
         raise SystemExit("experiments.tune needs Optuna: pip install -e \".[tune]\"") from exc
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}")
-    budget = int(timesteps or agents.hyperparams(agent, preset).get("n_timesteps", 30_000))
+    for name, value in (("trials", trials), ("timesteps", timesteps), ("n_validation", n_validation)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    budget = int(timesteps if timesteps is not None
+                 else agents.hyperparams(agent, preset).get("n_timesteps", 30_000))
     out = Path(out or Path("results") / "tune" / f"{agent}_{preset}")
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -200,8 +203,8 @@ def tune(agent: str, preset: str, trials: int, timesteps: int | None = None, n_v
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m experiments.tune``."""
-    p = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CLIParser(prog="python -m experiments.tune", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", required=True, choices=sorted(agents.AGENTS))
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
@@ -211,6 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="study folder (default results/tune/<agent>_<preset>)")
     p.add_argument("--save", action="store_true", help="write the best into the agent's YAML")
     a = p.parse_args(argv)
+    for option, value, low in (("--trials", a.trials, 1), ("--timesteps", a.timesteps, 1),
+                               ("--n-validation", a.n_validation, 1), ("--seed", a.seed, 0)):
+        if value is not None and value < low:
+            p.error(f"{option} must be an integer >= {low}, got {value}")
     entry = tune(a.agent, a.preset, a.trials, a.timesteps, a.n_validation, a.seed, a.out, a.save)
     print(yaml.safe_dump(entry, sort_keys=False))
 

@@ -113,6 +113,10 @@ class SeededEvalCallback(BaseCallback):
         writes_tb = any(isinstance(f, TensorBoardOutputFormat) for f in self.logger.output_formats)
         if writes_tb and self.figure_every and len(self.history) % self.figure_every == 0:
             self.logger.record("eval/inventory", self.inventory_image(), exclude=TB_ONLY)
+        # written now, at this step (as SB3's EvalCallback does): left to the algorithm's next dump,
+        # a second evaluation before it would overwrite this one, and the last evaluation of an
+        # off-policy run (dumped at episode ends only) would never be written
+        self.logger.dump(self.num_timesteps)
         if self.verbose:
             print(f"[eval @ {self.num_timesteps}] " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
         return scores

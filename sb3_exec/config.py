@@ -213,7 +213,7 @@ class ExecConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The notebook's model and defaults exactly (DOMAIN.md section 1).
+    # The notebook's model and defaults exactly (docs/METHODS.md, section 1).
     "seed": {},
     # Almgren & Chriss (2000), section 4 example: S0=50, X=1e6, 5 daily slices, 30%/yr,
     # epsilon=1/16 $, eta=2.5e-6, gamma=2.5e-7, lambda=1e-6. Daily volume 5M shares, constant,
@@ -236,7 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         own_impact=False,
         shock_before_trade=False,
     ),
-    # Liquidity that comes and goes: the DOMAIN.md section 7 prototype (sell 4M shares over 40
+    # Liquidity that comes and goes (docs/METHODS.md, sections 1 and 4-6; sell 4M shares over 40
     # five-minute slices, 2M shares per slice on average with a U-shaped profile, log-AR(1) volume
     # with phi 0.8 and innovation SD 0.5, log-AR(1) half-spread around 3 bps with phi 0.85 and SD
     # 0.5, temporary impact additive and linear in participation, a 25% cap, no risk term) with

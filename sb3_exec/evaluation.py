@@ -94,7 +94,8 @@ class Evaluation:
         ``schedule_objective_bps`` also ``diff_m`` (mean of policy minus reference on the same
         episode, negative = better) with ``diff_m_lo``/``diff_m_hi`` and ``win_rate_m`` (share
         of episodes with a lower value than the reference, ties counted half); where the model
-        has an analytic optimum, ``regret_m_bps`` and ``regret_m_pct`` (mean minus optimum);
+        has an analytic optimum, ``regret_m`` (mean minus optimum, bps) and ``regret_m_pct`` (the
+        same as a share of the optimum);
         where an ``oracle`` policy was evaluated, ``gap_closed_pct`` (with ``_lo``/``_hi``): the
         share of the reference-to-oracle gap in mean schedule objective that the policy closes
         (absent where the reference is as good as the oracle: no gap).
@@ -136,7 +137,7 @@ class Evaluation:
                 row[f"median_diff_{m}"] = float(np.median(diff))
                 row[f"gain_loss_{m}"] = gain_loss(diff)
                 if self.optimum_bps is not None:
-                    row[f"regret_{m}_bps"] = row[m] - self.optimum_bps
+                    row[f"regret_{m}"] = row[m] - self.optimum_bps
                     row[f"regret_{m}_pct"] = 100 * (row[m] - self.optimum_bps) / self.optimum_bps
             sched = wide["schedule_objective_bps"]
             if ("oracle" in sched and name not in (reference, "oracle")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -56,10 +56,21 @@ def versions() -> dict[str, str]:
             "sb3_exec": sb3_exec.__version__, "platform": platform.platform()}
 
 
+class CLIParser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line naming the option and the value (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (a temp file renamed into place)."""
+    """Write JSON atomically (a temp file renamed into place), readable like any other file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual 0666 & ~umask
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, default=str)
     os.replace(tmp, path)
@@ -91,6 +102,8 @@ def train(
     budget = int(timesteps if timesteps is not None else params.get("n_timesteps", 30_000))
     if budget < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if isinstance(n_validation, int) and n_validation < 0:
+        raise ValueError(f"n_validation must be >= 0 (0: no validation), got {n_validation}")
     env_kwargs = agents.env_kwargs_for(agent, preset, **(env_overrides or {}))
     cfg_kwargs = {k: v for k, v in env_kwargs.items() if k != "preset"}
     out = Path(out)
@@ -143,8 +156,8 @@ def load(path: str | Path) -> BaseAlgorithm:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    p = argparse.ArgumentParser(prog="python -m sb3_exec.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CLIParser(prog="python -m sb3_exec.train", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", required=True, choices=sorted(agents.AGENTS))
     p.add_argument("--preset", default="ac2000", choices=sorted(PRESETS))
     p.add_argument("--seed", type=int, default=0, help="SB3 seed (default 0)")
@@ -153,9 +166,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-validation", type=int, default=200, help="validation episodes (0: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
+    for option, value, low in (("--seed", args.seed, 0), ("--timesteps", args.timesteps, 1),
+                               ("--n-validation", args.n_validation, 0)):
+        if value is not None and value < low:
+            p.error(f"{option} must be an integer >= {low}, got {value}")
     out = args.out or f"runs/{args.agent}_{args.preset}_s{args.seed}"
-    res = train(args.agent, args.preset, args.seed, args.timesteps, out,
-                n_validation=args.n_validation, progress_bar=not args.no_progress)
+    try:
+        res = train(args.agent, args.preset, args.seed, args.timesteps, out,
+                    n_validation=args.n_validation, progress_bar=not args.no_progress)
+    except ValueError as exc:  # a bad value the options could not see (hyperparameters, YAML)
+        p.error(str(exc))
     last = res.meta["validation"][-1] if res.meta["validation"] else {}
     print(f"saved {res.path} ({res.meta['train_seconds']:.1f} s); last validation: "
           + ", ".join(f"{k}={v:.3f}" for k, v in last.items()))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch as th
@@ -131,6 +135,32 @@ def test_registry_errors():
         agents.make("dqn")
 
 
+def test_a_misspelled_hyperparameter_is_named_with_the_nearest_valid_one():
+    with pytest.raises(ValueError, match=r"hyperparams: ppo: 'learning_rat' .* PPO; did you mean 'learning_rate'"):
+        agents.make("ppo", preset="ac2000", learning_rat=0.001)
+    with pytest.raises(ValueError, match=r"ddqn: 'n_timesteps' .*hyperparams/ddqn\.yml"):
+        agents.check_hyperparams("ddqn", {"n_timesteps": 100})
+    agents.check_hyperparams("qrdqn", {"learning_starts": 10, "policy_kwargs": {}})  # valid: no error
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("args,names", [(["--timesteps", "0"], ["--timesteps", ">= 1", "got 0"]),
+                                        (["--n-validation", "-3"], ["--n-validation", ">= 0", "got -3"]),
+                                        (["--seed", "-1"], ["--seed", "got -1"])])
+def test_train_cli_refuses_bad_values_in_one_line(args, names, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sb3_exec.train", "--agent", "ppo", *args,
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert all(n in lines[0] for n in names), lines[0]
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="n_validation"):
+        train("ppo", "ac2000", timesteps=10, out=tmp_path / "p", n_validation=-3)
+
+
 def test_yaml_defaults_and_preset_merge():
     hp = agents.hyperparams("ppo", "ac2000")
     assert hp["env_kwargs"]["reward"] == "schedule" and hp["gamma"] == 1.0
@@ -182,6 +212,24 @@ def test_tensorboard_events_contain_execution_tags(tmp_path):
     assert "eval/inventory" in " ".join(acc.Tags()["images"])
     regret = [e.value for e in acc.Scalars("execution/regret_bps")]
     assert min(regret) >= -1e-6  # no policy beats the analytic optimum's schedule objective
+
+
+@pytest.mark.parametrize("name,small", [("ddqn", {"learning_starts": 50}),
+                                        ("ppo", {"n_steps": 32, "batch_size": 64})])
+def test_tensorboard_has_every_validation_point_at_its_step(name, small, tmp_path):
+    """Each validation in meta.json is a TensorBoard point at the step it ran, the last one too
+    (an off-policy run dumps its logs only at episode ends; PPO here validates twice a rollout)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    res = train(name, "ac2000", seed=0, timesteps=500, out=tmp_path, n_validation=10, **small)
+    acc = EventAccumulator(str(next((tmp_path / "tb").iterdir()))).Reload()
+    validation = res.meta["validation"]
+    steps = [v["timesteps"] for v in validation]
+    assert len(steps) == 5 and steps[-1] >= 500  # every fifth of the budget (PPO steps 8 envs)
+    for tag in ("eval/objective_bps", "eval/schedule_objective_bps"):
+        points = acc.Scalars(tag)
+        assert [p.step for p in points] == steps, tag
+        np.testing.assert_allclose([p.value for p in points], [v[tag[5:]] for v in validation], rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Almgren-Chriss closed forms against the paper's numbers (DOMAIN.md section 3)."""
+"""Almgren-Chriss closed forms against the paper's numbers (docs/METHODS.md, section 2)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_paper_twap():
     assert PAPER.objective(twap) / 5e7 * 1e4 == pytest.approx(348.5, rel=1e-9)
 
 
-def test_rounded_sigma_gives_the_numbers_domain_warns_about():
+def test_rounded_sigma_gives_the_numbers_the_method_notes_warn_about():
     rounded = ACModel(**{**PAPER.__dict__, "sigma": 0.95})
     assert rounded.kappa == pytest.approx(0.6071, abs=5e-5)
     assert rounded.expected_cost(rounded.holdings()) == pytest.approx(911_227, rel=1e-5)
@@ -68,7 +68,7 @@ def test_config_mapping_and_optimum():
 
 
 def test_grid_floors():
-    """DOMAIN.md section 6: 0.703% for 12 TWAP multiples 0..4, 0.153% for 21, 0.020% for 41."""
+    """docs/METHODS.md section 2: 0.703% for 12 TWAP multiples 0..4, 0.153% for 21, 0.020% for 41."""
     from sb3_exec.analytic import grid_floor_pct
 
     cfg = make_config("ac2000")

@@ -13,7 +13,7 @@ QUIET_SEED = dict(preset="seed", sigma=0.0, noise_sd=0.0, vol_sd=0.0)
 
 
 def test_seed_preset_exact_twap_and_immediate_costs():
-    """DOMAIN.md 2.5: exact TWAP costs $10,125.6 and all-at-once $15,025 on the seed preset."""
+    """docs/METHODS.md section 1: exact TWAP costs $10,125.6 and all-at-once $15,025 on the seed preset."""
     ep = evaluate({"twap": TWAP(), "immediate": Immediate()}, QUIET_SEED, seeds=[0]).episodes
     twap, imm = ep.set_index("policy").shortfall[["twap", "immediate"]]
     assert twap == pytest.approx(10_125.6, abs=0.05)
@@ -86,7 +86,7 @@ def test_models_act_through_the_action_mode():
 
 
 def test_ac60_closed_form_numbers():
-    """DOMAIN.md: on ac60 AC has E=$477,713, SD=$476,456; TWAP E=$227,083, SD=$1,675,828."""
+    """docs/METHODS.md section 2: on ac60 AC has E=$477,713, SD=$476,456; TWAP E=$227,083, SD=$1,675,828."""
     cfg = make_config("ac60")
     model = ac_model(cfg)
     x = model.holdings()

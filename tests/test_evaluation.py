@@ -41,7 +41,7 @@ def test_summary_statistics(ac_eval):
     unpaired = sum(s.loc[p, "objective_bps_hi"] - s.loc[p, "objective_bps_lo"] for p in ("ac", "twap"))
     assert paired < 0.7 * unpaired
     # regret against the analytic optimum: AC's schedule objective is the optimum exactly
-    assert s.loc["ac", "regret_schedule_objective_bps_bps"] == pytest.approx(0, abs=1e-9)
+    assert s.loc["ac", "regret_schedule_objective_bps"] == pytest.approx(0, abs=1e-9)
     assert s.loc["twap", "regret_schedule_objective_bps_pct"] == pytest.approx(
         100 * (348.5 - 254.86917) / 254.86917, rel=1e-5)
     pd.testing.assert_frame_equal(s, ac_eval.summary())  # seeded bootstrap: reproducible

@@ -1,4 +1,4 @@
-"""Schedule cost (DOMAIN.md section 6): unbiased for causal policies, exact, and low-noise."""
+"""Schedule cost (docs/METHODS.md, section 3): unbiased for causal policies, exact, and low-noise."""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ episodes) and ``env_kwargs`` (env options used for training, e.g. ``reward: sche
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -114,6 +116,21 @@ def _algo_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def check_hyperparams(name: str, params: dict[str, Any]) -> None:
+    """Refuse keys the agent's algorithm does not take, naming the key and the nearest valid one
+    (before anything is built: a typo would otherwise surface as a TypeError deep in SB3)."""
+    algo = _check_agent(name).algo
+    accepted = {p for p in inspect.signature(algo.__init__).parameters if p not in ("self", "env")}
+    for key in params:
+        if key in META_KEYS:
+            raise ValueError(f"hyperparams: {name}: {key!r} is not an argument of {algo.__name__}; set it "
+                             f"in sb3_exec/agents/hyperparams/{name}.yml (or the budget with timesteps)")
+        if key not in accepted:
+            near = difflib.get_close_matches(key, sorted(accepted), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; {algo.__name__} takes {sorted(accepted)}"
+            raise ValueError(f"hyperparams: {name}: {key!r} is not an argument of {algo.__name__}{hint}")
+
+
 def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
          preset: str | None = None, **overrides: Any) -> BaseAlgorithm:
     """Build a registered agent with its default hyperparameters.
@@ -127,6 +144,7 @@ def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
     :param overrides: algorithm keyword arguments that replace the YAML's
     """
     spec = _check_agent(name)
+    check_hyperparams(name, overrides)
     if isinstance(env, str):
         preset, env = env, None
     if env is None:
@@ -162,5 +180,5 @@ def env_config(env: gym.Env | VecEnv) -> ExecConfig | None:
     return cfg if isinstance(cfg, ExecConfig) else None
 
 
-__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "env_config", "env_kwargs_for", "hyperparams", "make",
+__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "check_hyperparams", "env_config", "env_kwargs_for", "hyperparams", "make",
            "make_env"]
