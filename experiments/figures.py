@@ -191,10 +191,10 @@ def _paired_differences(out: Path, summary: pd.DataFrame, plt: Any) -> tuple[str
         column = f"diff_{m}"
         _errorbars(ax, summary, order, column)
         d = summary[column].to_numpy()
-        inside = inside_fences(d)
+        inside = inside_fences(d) | np.isnan(d)  # a failed agent has no point to place
         if not inside.all():  # one far-off policy would squash everyone else's differences
-            lo = np.minimum(summary[f"{column}_lo"].to_numpy()[inside].min(), 0)
-            hi = np.maximum(summary[f"{column}_hi"].to_numpy()[inside].max(), 0)
+            lo = np.minimum(np.nanmin(summary[f"{column}_lo"].to_numpy()[inside]), 0)
+            hi = np.maximum(np.nanmax(summary[f"{column}_hi"].to_numpy()[inside]), 0)
             pad = 0.08 * (hi - lo) + 1e-6
             ax.set_xlim(lo - pad, hi + pad)
             for i in np.flatnonzero(~inside):
@@ -255,7 +255,7 @@ def _efficient_frontier(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame
                         cfg: ExecConfig, plt: Any) -> tuple[str, str]:
     """Mean against SD of the shortfall; policies on one point share a label; the closed-form
     frontier only where the model is the exact Almgren-Chriss model."""
-    stats_ = episodes.groupby("policy").shortfall_bps.agg(["mean", "std"]).reindex(summary.index)
+    stats_ = episodes.groupby("policy").shortfall_bps.agg(["mean", "std"]).reindex(summary.index).dropna()
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.scatter(stats_["std"], stats_["mean"], zorder=3)
     frontier = frontier_bps(cfg)
