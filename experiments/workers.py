@@ -9,6 +9,7 @@ parent handles by terminating the workers (``pool``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -44,6 +45,21 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT meanwhile (in the main thread): processes started then inherit the ignored
+    signal, so a Ctrl-C before a worker's initializer runs (it imports for seconds) cannot give it
+    a ``KeyboardInterrupt`` traceback; Python keeps an inherited ignore."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def pool(fn: Callable[[T], Any], items: Iterable[T], workers: int) -> Iterator[tuple[T, Any]]:
     """Yield ``(item, fn(item))`` as the calls finish on ``workers`` spawned processes.
 
@@ -54,7 +70,8 @@ def pool(fn: Callable[[T], Any], items: Iterable[T], workers: int) -> Iterator[t
                                    initializer=init_worker, initargs=(os.getpid(),))
     finished = False
     try:
-        futures = {executor.submit(fn, item): item for item in items}
+        with _sigint_ignored():  # the workers start here: born ignoring Ctrl-C, even while importing
+            futures = {executor.submit(fn, item): item for item in items}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
         finished = True

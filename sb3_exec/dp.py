@@ -22,8 +22,8 @@ state: slice ``t``'s predictable drift ``d_t = signal_strength * p0 sigma sqrt(d
 the price of every later trade, which (summing by parts) costs ``-side * d_t * x_after`` per slice,
 linear in the shares held after it. The dark order is a second control, from a few multiples of
 the slice's expected dark liquidity and "post everything" (``Grid.dark_orders``); its fill, the
-lognormal hidden liquidity capped by the order and the inventory, is averaged over equiprobable
-nodes, and for each candidate the lit trade is found by bisection on the expected first-order
+lognormal hidden liquidity capped by the order and the inventory, is averaged over bins that
+narrow towards the upper tail (``dark_nodes``), and for each candidate the lit trade is found by bisection on the expected first-order
 condition (the lit trade takes what the fill leaves). The aggressiveness penalty is in the lit
 trade's cost. This DP is a causal policy like any other, so its simulated cost is an upper bound
 on the causal optimum's; with its coarser default grid (``LOB_GRID``, a few minutes to solve) it
@@ -54,7 +54,7 @@ from sb3_exec.costs import aggressiveness_coefficient, deadline_coefficients, sc
 from sb3_exec.market import MIN_VOLUME, stationary_var, volume_profile
 from sb3_exec.planning import unsupported as planner_unsupported
 
-VERSION = 2  # bump when the solver's numbers change: old cache files are then ignored
+VERSION = 3  # bump when the solver's numbers change: old cache files are then ignored
 # the dark orders the DP chooses from, in multiples of the slice's expected dark liquidity (and
 # "everything", the whole inventory)
 DARK_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -403,15 +403,21 @@ def solve(cfg: ExecConfig, grid: Grid | None = None, progress: bool = False, cac
 
 
 def dark_nodes(sd: float, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of the hidden liquidity over its mean, ``exp(sd e - sd^2/2)``: ``m``
-    equiprobable bins of ``e``, each at its conditional mean of the liquidity (the mean is kept
-    exactly; a fill ``min(order, liquidity)`` has a kink, where Gauss-Hermite nodes do poorly)."""
+    """Nodes and weights of the hidden liquidity over its mean, ``exp(sd e - sd^2/2)``: ``m`` bins
+    of ``e`` with edges at the probabilities ``1 - (1 - i/m)^2``, narrower towards the upper tail,
+    each at its conditional mean of the liquidity (weight: its probability). The mean is kept
+    exactly, and the expected capped fill ``E[min(order, liquidity)]`` is within about 1% for
+    orders from a quarter to ten times the mean with 8 nodes (Gauss-Hermite's nodes miss it by up
+    to 5%: the cap is a kink; equiprobable bins cut the tail off at 3.5 times the mean, so that
+    larger orders look worthless)."""
     if sd <= 0:
         return np.ones(1), np.ones(1)
     from scipy.stats import norm
 
-    edges = norm.ppf(np.linspace(0.0, 1.0, m + 1))
-    return m * np.diff(norm.cdf(edges - sd)), np.full(m, 1.0 / m)
+    p = 1.0 - (1.0 - np.linspace(0.0, 1.0, m + 1)) ** 2
+    prob = np.diff(p)
+    edges = norm.ppf(p)
+    return np.diff(norm.cdf(edges - sd)) / prob, prob
 
 
 def drift_cost(cfg: ExecConfig, signal: Any) -> Any:
