@@ -305,6 +305,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _as_a_terminal_job() -> None:
+    """Ctrl-C as a terminal's foreground job gets it: a test suite started in the background of a
+    non-interactive shell runs with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_long_comparison(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     """A comparison of two long runs on two workers, started in its own session; returns it and
     its children's pids once both workers are up."""
@@ -313,7 +319,8 @@ def _start_long_comparison(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen([sys.executable, "-m", "experiments.compare", "--config", str(path),
                              "--out", str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_a_terminal_job)
     deadline = time.time() + 120
     while time.time() < deadline:
         kids = _children(proc.pid)
