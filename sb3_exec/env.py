@@ -261,6 +261,8 @@ class ExecutionEnv(gym.Env):
         info: dict[str, Any] = dynamics.step_info(res)  # Python floats: the orders are floats
         if res.terminated:
             info.update(dynamics.episode_metrics(self.cfg, s, dynamics.SCALAR))
+        # ``_observation()`` written out: a method call is 2% of a step, and the step's speed is
+        # held to the notebook's loop (experiments.benchmark)
         obs = np.array(self._columns(self._slices[t + 1], s.x, known[t + 1], s.perm, res.part),
                        dtype=np.float32)
         return obs, self._reward(res), res.terminated, False, info
