@@ -13,8 +13,13 @@ read ``INTERFACES``; adding an interface is adding one entry here.
 | ``fraction`` | ``Box(-1, 1, (1,))`` | fraction ``(a+1)/2`` of ``x`` |
 | ``fraction_grid`` | ``Discrete(len(fraction_grid))`` | fraction ``fraction_grid[a]`` of ``x`` |
 | ``residual`` | ``Box(-1, 1, (1,))`` | ``base * m(a)``: a multiplier ``m`` in ``[1/r, r]`` on a base policy's order (``sb3_exec.wrappers``, ``policies.Residual``) |
+| ``participation_rate`` | ``Box(-1, 1, (1,))`` | ``(a+1)/2 * max_participation * V_t`` (the deadline liquidates what is left) |
+| ``pace_multiple`` | ``Discrete(len(twap_multiples))`` | ``twap_multiples[a] * x * V_t / R_t``: a multiple of the inventory's share of the expected remaining volume ``R_t`` (``market.remaining_volume``; needs ``pace_features``) |
+| ``pace_continuous`` | ``Box(-1, 1, (1,))`` | the same with the multiple ``(a+1)/2 * max(twap_multiples)`` |
 
-All but ``participation`` and ``residual`` trade everything left in the last slice. With a dark
+All but ``participation``, ``participation_rate`` and ``residual`` trade everything left in the last slice
+(for the pace interfaces ``R_t = V_t`` there: multiples of 1 and above sell everything, lower ones
+leave the rest to the deadline's forced liquidation). With a dark
 venue (``dark_share > 0``) every interface also sizes a dark order: the discrete ones become the
 product grid ``Discrete(n * len(dark_levels))`` (``a = lit * len(dark_levels) + dark``, the dark
 order ``dark_levels[dark] * x``), the box ones ``Box(-1, 1, (2,))`` (dark order ``(a[1]+1)/2 * x``;
@@ -52,14 +57,18 @@ class Interface:
     name = ""
     discrete = True
     needs_base = False  # acts on a base policy's order (supplied by a wrapper or a combinator)
+    needs_share = False  # reads the slice's share of the expected remaining volume (``share``)
     any_fraction = False  # can trade any fraction of the inventory (its grid floor is the optimum)
 
     def levels(self, cfg: ExecConfig) -> int:
         """Number of lit actions of a discrete interface."""
         raise NotImplementedError
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
-        """Shares asked for at slice ``t`` with ``x`` held; ``base``: the base policy's order."""
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
+        """Shares asked for at slice ``t`` with ``x`` held; ``base``: the base policy's order;
+        ``share``: ``V_t / R_t``, the slice's share of the expected remaining volume (read only
+        by the interfaces that set ``needs_share``)."""
         raise NotImplementedError
 
     def fractions(self, cfg: ExecConfig, slices_left: int) -> np.ndarray | None:
@@ -74,7 +83,8 @@ class Participation(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return cfg.action_levels
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
         return a * (cfg.max_participation / (cfg.action_levels - 1)) * volume
 
 
@@ -84,7 +94,8 @@ class TwapMultiple(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return len(cfg.twap_multiples)
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
         slices_left = ops.maximum(cfg.T - t, 1)
         return ops.where(slices_left == 1, x, ops.lookup(cfg.twap_multiples, a) * x / slices_left)
 
@@ -96,7 +107,8 @@ class Continuous(Interface):
     name = "continuous"
     discrete = False
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
         slices_left = ops.maximum(cfg.T - t, 1)
         mult = (ops.minimum(ops.maximum(a, -1.0), 1.0) + 1.0) * (0.5 * cfg.twap_multiples[-1])
         return ops.where(slices_left == 1, x, mult * x / slices_left)
@@ -111,7 +123,8 @@ class Fraction(Interface):
     discrete = False
     any_fraction = True
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
         return ops.where(ops.maximum(cfg.T - t, 1) == 1, x, _unit(ops, a) * x)
 
 
@@ -122,7 +135,8 @@ class FractionGrid(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return len(cfg.fraction_grid)
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
         return ops.where(ops.maximum(cfg.T - t, 1) == 1, x, ops.lookup(cfg.fraction_grid, a) * x)
 
     def fractions(self, cfg: ExecConfig, slices_left: int) -> np.ndarray:
@@ -134,13 +148,45 @@ class Residual(Interface):
     discrete = False
     needs_base = True
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
         return base * residual_multiplier(cfg, ops, a)  # the base may leave some to the deadline
+
+
+class ParticipationRate(Interface):
+    name = "participation_rate"
+    discrete = False
+
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
+        return _unit(ops, a) * cfg.max_participation * volume
+
+
+class PaceMultiple(Interface):
+    name = "pace_multiple"
+    needs_share = True
+
+    def levels(self, cfg: ExecConfig) -> int:
+        return len(cfg.twap_multiples)
+
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
+        return ops.lookup(cfg.twap_multiples, a) * x * share
+
+
+class PaceContinuous(Interface):
+    name = "pace_continuous"
+    discrete = False
+    needs_share = True
+
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
+            share: Any = 0.0) -> Any:
+        return _unit(ops, a) * cfg.twap_multiples[-1] * x * share
 
 
 INTERFACES: dict[str, Interface] = {
     i.name: i for i in (Participation(), TwapMultiple(), Continuous(), Fraction(), FractionGrid(),
-                        Residual())
+                        Residual(), ParticipationRate(), PaceMultiple(), PaceContinuous())
 }
 assert tuple(INTERFACES) == ACTION_MODES, "config.ACTION_MODES names the interfaces of this table"
 BOX_MODES = tuple(name for name, i in INTERFACES.items() if not i.discrete)
@@ -198,5 +244,7 @@ def orders(cfg: ExecConfig, market: Market, state: State, actions: np.ndarray,
         lit = lit[:, 0]
     if iface.discrete and iface.name == "participation":
         lit = np.asarray(lit, dtype=np.float64)
-    shares = iface.lit(cfg, ARRAY, lit, state.t, state.x, market.volume.take(idx), base[0])
+    volume = market.volume.take(idx)
+    share = volume / market.remaining.take(idx) if iface.needs_share else 0.0
+    shares = iface.lit(cfg, ARRAY, lit, state.t, state.x, volume, base[0], share)
     return shares, None if dark is None else dark_order(cfg, ARRAY, dark, state.x, base[1])

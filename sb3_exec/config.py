@@ -26,9 +26,11 @@ VOLUME_MODELS = ("normal", "log_ar1")
 SPREAD_MODELS = ("constant", "log_ar1")
 # the fields of an agent's action interface (the rest describe the market, the order and the costs)
 INTERFACE_FIELDS = ("action_mode", "action_levels", "twap_multiples", "fraction_grid", "dark_levels",
-                    "residual_range", "residual_base")
+                    "residual_range", "residual_base", "pace_features")
 # the names of the action interfaces; ``sb3_exec.actions.INTERFACES`` defines them (and checks the names)
-ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid", "residual")
+ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid", "residual",
+                "participation_rate", "pace_multiple", "pace_continuous")
+PACE_MODES = ("pace_multiple", "pace_continuous")  # the interfaces that need ``pace_features``
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 # 0 and 20 fractions of the remaining inventory spaced geometrically from 1% to 100%
@@ -113,11 +115,20 @@ class ExecConfig:
         the front-loaded schedules that risk aversion calls for; ``"residual"`` (a Box in
         [-1, 1] mapped to a multiplier in [1/residual_range, residual_range] on a base policy's
         trade for the slice, the adaptive MPC by default: action 0 is the base; built by
-        ``sb3_exec.wrappers``). The interfaces themselves are ``sb3_exec.actions.INTERFACES``
+        ``sb3_exec.wrappers``); ``"participation_rate"`` (a Box in [-1, 1] mapped linearly to a
+        participation in [0, max_participation] of the slice's volume); ``"pace_multiple"`` and
+        ``"pace_continuous"`` (a multiple, from ``twap_multiples`` or a Box mapped to [0,
+        max(twap_multiples)], of ``x V_t / R_t``, the inventory's share of the expected remaining
+        volume ``R_t``: they need ``pace_features``). The interfaces
+        themselves are ``sb3_exec.actions.INTERFACES``
     :param residual_range: the largest multiplier (and the inverse of the smallest) that
         ``action_mode="residual"`` applies to the base policy's trade, > 1
     :param residual_base: the base policy of ``action_mode="residual"``: a causal baseline name
         (``adaptive``, ``twap``, ``vwap``, ``ac``, ``pov``, ``immediate``)
+    :param pace_features: add two observation features (``dynamics.PACE_NAMES``): the volume the
+        model expects over the slices left, this one included, given this slice's volume (the
+        known profile and the volume's AR(1) forecast: ``market.remaining_volume``), as a
+        multiple of ``Q0``; and the participation the inventory left needs on it
     :param reward: ``"shortfall"`` (minus the realized slice cost plus risk term, in bps) or
         ``"schedule"`` (minus the slice's schedule cost plus risk term): changes training only
     """
@@ -161,6 +172,7 @@ class ExecConfig:
     action_mode: str = "twap_multiple"
     residual_range: float = 2.0
     residual_base: str = "adaptive"
+    pace_features: bool = False
     reward: str = "shortfall"
     buy: dataclasses.InitVar[bool | None] = None
 
@@ -346,6 +358,9 @@ def _validate(cfg: ExecConfig) -> None:
         raise ValueError(f"side must be one of {SIDES}, got {cfg.side!r}")
     if cfg.action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {cfg.action_mode!r}")
+    if cfg.action_mode in PACE_MODES and cfg.pace_features is not True:
+        raise ValueError(f"pace_features must be True for action_mode={cfg.action_mode!r} (it trades a "
+                         f"share of the expected remaining volume), got {cfg.pace_features!r}")
     _check_number("residual_range", cfg.residual_range, low=1, low_open=True)
     if not isinstance(cfg.residual_base, str) or not cfg.residual_base:
         raise ValueError(f"residual_base must be a baseline name, got {cfg.residual_base!r}")
@@ -365,7 +380,7 @@ def _validate(cfg: ExecConfig) -> None:
         _check_number(name, getattr(cfg, name), low=0)
     if cfg.temp_impact not in TEMP_IMPACTS:
         raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")
-    for name in ("own_impact", "shock_before_trade"):
+    for name in ("own_impact", "shock_before_trade", "pace_features"):
         if not isinstance(getattr(cfg, name), bool):
             raise ValueError(f"{name} must be True or False, got {getattr(cfg, name)!r}")
     grid = cfg.twap_multiples

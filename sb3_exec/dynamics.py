@@ -52,15 +52,21 @@ OBS_HIGH = np.array([1, 1, 100, 100, 1000, 1], dtype=np.float32)
 LOB_NAMES = ("signal", "depth_imbalance", "last_volume")
 LOB_LOW = np.array([-10, -1, 0], dtype=np.float32)
 LOB_HIGH = np.array([10, 1, 100], dtype=np.float32)
+# with ``cfg.pace_features``: the expected volume of the slices left (this one included) as a
+# multiple of Q0 (``market.remaining_volume``), and the participation the inventory left needs on it
+PACE_NAMES = ("remaining_volume", "required_participation")
+PACE_LOW = np.array([0, 0], dtype=np.float32)
+PACE_HIGH = np.array([1000, 10], dtype=np.float32)
 # the bounds as Python floats, for clipping
 _VOLUME_MAX, _SPREAD_MAX, _MOVE_MIN, _MOVE_MAX = (float(OBS_HIGH[2]), float(OBS_HIGH[3]),
                                                   float(OBS_LOW[4]), float(OBS_HIGH[4]))
 _SIGNAL_MIN, _SIGNAL_MAX, _LAST_VOLUME_MAX = float(LOB_LOW[0]), float(LOB_HIGH[0]), float(LOB_HIGH[2])
+_REMAINING_MAX, _REQUIRED_MAX = float(PACE_HIGH[0]), float(PACE_HIGH[1])
 
 
 def obs_names(cfg: ExecConfig) -> tuple[str, ...]:
     """The names of a config's observation features, in order."""
-    return OBS_NAMES + LOB_NAMES if cfg.lob_features else OBS_NAMES
+    return OBS_NAMES + (LOB_NAMES if cfg.lob_features else ()) + (PACE_NAMES if cfg.pace_features else ())
 
 
 def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +75,9 @@ def obs_bounds(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray]:
     if cfg.lob_features:
         low.append(LOB_LOW)
         high.append(LOB_HIGH)
+    if cfg.pace_features:
+        low.append(PACE_LOW)
+        high.append(PACE_HIGH)
     return np.concatenate(low), np.concatenate(high)
 
 
@@ -290,11 +299,14 @@ def accumulate(state: State, res: StepResult) -> None:
 
 
 def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: Any,
-                   lob: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+                   lob: tuple[Any, ...] = (), remaining: Any = None) -> tuple[Any, ...]:
     """The features that depend on the slice alone, in float64, clipped to the space's bounds:
     time left, volume, spread (``volume`` and ``half_spread`` 0 after the deadline), then the
-    ``LOB_NAMES`` features when ``lob`` = (signal, imbalance, last volume) is given. A function
-    of the market, so the single env computes them for a whole episode at its reset."""
+    ``LOB_NAMES`` features when ``lob`` = (signal, imbalance, last volume) is given, then, when
+    ``remaining`` (``Market.remaining``, 0 after the deadline) is given, the expected remaining
+    volume over ``Q0`` and its inverse (0 after the deadline; ``observer`` turns it into the
+    required participation). A function of the market, so the single env computes them for a
+    whole episode at its reset."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
     out = (
         (cfg.T - t) * (1.0 / cfg.T),
@@ -308,6 +320,9 @@ def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: 
             imbalance,
             ops.minimum(last_volume * (1.0 / cfg.vol_mu), _LAST_VOLUME_MAX),
         )
+    if remaining is not None:
+        share = remaining * (1.0 / cfg.Q0)
+        out += (ops.minimum(share, _REMAINING_MAX), ops.where(share > 0, 1.0 / ops.maximum(share, 1e-300), 0.0))
     return out
 
 
@@ -324,7 +339,14 @@ def observer(cfg: ExecConfig, ops: Any) -> Callable[..., tuple[Any, ...]]:
         move = minimum(maximum((mid_known - sign * perm - p0) * scale, _MOVE_MIN), _MOVE_MAX)
         return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:])
 
-    return columns
+    def with_pace(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any,
+                  last_part: Any) -> tuple[Any, ...]:
+        move = minimum(maximum((mid_known - sign * perm - p0) * scale, _MOVE_MIN), _MOVE_MAX)
+        required = minimum(x * inv_q0 * by_slice[-1], _REQUIRED_MAX)
+        return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:-1],
+                required)
+
+    return with_pace if cfg.pace_features else columns
 
 
 def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
@@ -344,7 +366,12 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
     if cfg.lob_features:
         last = np.maximum(idx - 1, market.row_offsets)  # slice t-1 (slice 0 at the start)
         lob = (market.signal.take(idx), market.imbalance.take(idx), market.volume.take(last))
-    cols = observer(cfg, ARRAY)(slice_features(cfg, ARRAY, state.t, volume, half_spread, lob),
+    remaining = None
+    if cfg.pace_features:
+        remaining = market.remaining.take(idx)
+        if not live.all():
+            remaining = remaining * live
+    cols = observer(cfg, ARRAY)(slice_features(cfg, ARRAY, state.t, volume, half_spread, lob, remaining),
                                 state.x, market.mid_known.take(idx), state.perm, state.last_part)
     obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):

@@ -140,6 +140,7 @@ class ExecutionEnv(gym.Env):
         self._seed: int | None = None  # the current episode's seed
         self._queue: deque[tuple[Any, ...]] = deque()  # episodes drawn ahead: see _draw
         self._episode_market: Market | None = None
+        self._shares: list[float] | None = None  # V_t / R_t of the episode (pace interfaces)
         self._discrete = isinstance(self.action_space, spaces.Discrete)
         self._n_actions = int(self.action_space.n) if self._discrete else 0  # a plain int is checked inline
         self._needs_base, self._dark = self.interface.needs_base, self.cfg.dark_venue
@@ -161,7 +162,7 @@ class ExecutionEnv(gym.Env):
             self._draw(as_seeds([int(self.np_random.integers(TRAIN_LOW, TRAIN_HIGH, dtype=np.uint64))]))
         elif not self._queue:  # the sequence goes on: draw the next PREFETCH episodes in one batch
             self._draw(episode_chain(self._seed, PREFETCH))
-        self._seed, self._batch, self._row, self._path, self._slices = self._queue.popleft()
+        self._seed, self._batch, self._row, self._path, self._slices, self._shares = self._queue.popleft()
         self._episode_market = None  # taken from the batch when a policy asks (batch_view)
         self._state = dynamics.initial_state(self.cfg)
         return self._observation(), {"seed": self._seed}
@@ -181,12 +182,15 @@ class ExecutionEnv(gym.Env):
                    market.volume[:, np.maximum(clipped - 1, 0)])
         by_slice = dynamics.slice_features(
             cfg, dynamics.ARRAY, np.arange(T + 1)[None, :], np.hstack([market.volume, after]),
-            np.hstack([market.half_spread, after]), lob)
+            np.hstack([market.half_spread, after]), lob,
+            np.hstack([market.remaining, after]) if cfg.pace_features else None)
         table = np.stack([np.broadcast_to(c, (n, T + 1)) for c in by_slice], axis=-1).tolist()
         known = np.hstack([market.mid_known, market.mid_known[:, -1:]])  # T + 1: the last slice's again
         paths = [self._as_lists(getattr(market, name)) for name in dynamics.MARKET_ROW] + [known.tolist()]
+        # the slice's share of the expected remaining volume, for the pace interfaces
+        shares = (market.volume / market.remaining).tolist() if self.interface.needs_share else [None] * n
         for i, key in enumerate(keys.tolist()):
-            self._queue.append((key, market, i, tuple(p[i] for p in paths), table[i]))
+            self._queue.append((key, market, i, tuple(p[i] for p in paths), table[i], shares[i]))
 
     @staticmethod
     def _as_lists(paths: np.ndarray) -> list[list[float]]:
@@ -223,6 +227,11 @@ class ExecutionEnv(gym.Env):
             self._refuse()
         cfg = self.cfg
         a = action if action.__class__ is int and 0 <= action < self._n_actions else self._check_action(action)
+        if self._shares is not None:  # a pace interface
+            lit, dark_action = actions.split(cfg, a)
+            dark_order = 0.0 if dark_action is None else float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))
+            return self._advance(float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0,
+                                                 self._shares[s.t])), dark_order)
         if self._dark:  # a box action's parts are numpy floats: the orders as Python floats
             lit, dark_action = actions.split(cfg, a)
             dark_order = float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))

@@ -38,6 +38,7 @@ class Market:
     signal: np.ndarray  # order-flow signal observed at slice t (0 when off)
     imbalance: np.ndarray  # depth imbalance at slice t, in [-1, 1] (0 when off)
     dark: np.ndarray  # hidden liquidity of the dark venue at slice t (shares; 0 when off)
+    remaining: np.ndarray  # expected volume of slices t..T-1 given slice t's (``remaining_volume``)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -107,7 +108,28 @@ def draw_market(cfg: ExecConfig, seeds: np.ndarray) -> Market:
         signal=signal,
         imbalance=imbalance,
         dark=dark,
+        remaining=remaining_volume(cfg, volume),
     )
+
+
+def remaining_volume(cfg: ExecConfig, volume: np.ndarray) -> np.ndarray:
+    """The volume the model expects over slices ``t..T-1`` once slice ``t``'s volume is seen,
+    ``(B, T)``: ``V_t`` plus ``E[V_k | V_t]`` for ``k > t`` (the known profile and, for the
+    log-AR(1) volume, its conditional mean ``exp(phi^(k-t) z_t + s2 (1 - phi^(2(k-t))) / 2)``
+    on the profile; the 1,000-share floor, 8+ SD away, is ignored). A forecast from the observed
+    history: what a from-scratch agent may know (``pace_features``)."""
+    T = cfg.T
+    mean_v = cfg.vol_mu * volume_profile(cfg)
+    out = np.array(volume, dtype=np.float64)
+    if cfg.volume_model != "log_ar1":
+        later = np.concatenate([np.cumsum(mean_v[::-1])[::-1][1:], [0.0]])  # sum over k > t
+        return out + later
+    s2 = stationary_var(cfg.volume_phi, cfg.volume_innov_sd)
+    z = np.log(np.maximum(volume, MIN_VOLUME) / mean_v) + 0.5 * s2
+    for lag in range(1, T):
+        pk = cfg.volume_phi**lag
+        out[:, : T - lag] += mean_v[lag:] * np.exp(pk * z[:, : T - lag] - 0.5 * s2 * pk * pk)
+    return out
 
 
 def volume_profile(cfg: ExecConfig) -> np.ndarray:

@@ -29,6 +29,9 @@ CASES += [("liquidity", "residual", "sell"), ("liquidity", "residual", "buy"),
           ("ac2000", "residual", "sell")]
 # a residual on TWAP and on VWAP: bases that solve nothing, so any preset (the notebook's too)
 CASES += [("seed", "residual:twap", "sell"), ("liquidity", "residual:vwap", "buy")]
+# the interfaces on the slice's volume and on the expected remaining volume (pace features on)
+CASES += [("liquidity", "participation_rate", "sell"), ("liquidity", "pace_multiple", "sell"),
+          ("liquidity", "pace_continuous", "buy"), ("ac2000", "pace_multiple", "buy")]
 
 
 @pytest.mark.parametrize("preset, mode, side", CASES)
@@ -38,6 +41,8 @@ def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
     kwargs = dict(action_mode=mode, side=side, reward="schedule" if side == "buy" else "shortfall")
     if base:
         kwargs["residual_base"] = base
+    if mode.startswith(("pace", "participation_rate")):
+        kwargs["pace_features"] = True
     if preset == "liquidity":
         kwargs["T"] = 8
     if side == "buy":  # and the penalties, the order-flow signal and the dark venue on
