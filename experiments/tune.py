@@ -32,8 +32,9 @@ from sb3_exec.train import CLIParser
 DQN_LIKE = ("dqn", "ddqn", "qrdqn")
 
 
-def sample_params(trial: Any, agent: str) -> dict[str, Any]:
-    """Hyperparameters proposed by the trial for the agent's family."""
+def sample_params(trial: Any, agent: str, preset: str) -> dict[str, Any]:
+    """Hyperparameters proposed by the trial for the agent's family (and its interface on the
+    preset: a box interface adds the initial log-SD)."""
     lr = trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
     if agent in DQN_LIKE:
         return {
@@ -44,7 +45,8 @@ def sample_params(trial: Any, agent: str) -> dict[str, Any]:
             "train_freq": trial.suggest_categorical("train_freq", [1, 4]),
         }
     # the residual agent steps 64 envs (the MPC plans them as one batch): shorter rollouts
-    rollouts = [16, 40, 80] if agents.AGENTS[agent].action_mode == "residual" else [16, 64, 128, 256, 512]
+    mode = agents.env_kwargs_for(agent, preset)["action_mode"]
+    rollouts = [16, 40, 80] if mode == "residual" else [16, 64, 128, 256, 512]
     params = {
         "learning_rate": lr,
         "n_steps": trial.suggest_categorical("n_steps", rollouts),
@@ -54,7 +56,7 @@ def sample_params(trial: Any, agent: str) -> dict[str, Any]:
     if agent != "a2c":
         params["n_epochs"] = trial.suggest_int("n_epochs", 3, 20)
         params["batch_size"] = trial.suggest_categorical("batch_size", [64, 128, 256])
-    if agents.AGENTS[agent].action_mode in BOX_MODES:
+    if mode in BOX_MODES:
         params["policy_kwargs"] = {"net_arch": [64, 64],
                                    "log_std_init": trial.suggest_float("log_std_init", -3.0, 0.0)}
     return params
@@ -86,7 +88,7 @@ def objective(trial: Any, agent: str, preset: str, timesteps: int, seeds: list[i
     import torch
 
     torch.set_num_threads(1)
-    params = sample_params(trial, agent)
+    params = sample_params(trial, agent, preset)
     env = agents.make_env(agent, preset, seed=seed)
     model = agents.make(agent, env, seed=seed, preset=preset, **params)
     callback = TrialEvalCallback(trial, agents.env_kwargs_for(agent, preset), seeds, eval_freq=max(1, timesteps // 5),
@@ -99,7 +101,7 @@ def objective(trial: Any, agent: str, preset: str, timesteps: int, seeds: list[i
 
 def best_yaml(study: Any, agent: str, preset: str) -> dict[str, Any]:
     """The best trial's hyperparameters, keyed by preset (the hyperparams file's layout)."""
-    params = sample_params(_Fixed(study.best_trial.params), agent)
+    params = sample_params(_Fixed(study.best_trial.params), agent, preset)
     return {preset: params}
 
 
@@ -139,7 +141,7 @@ def default_trial(agent: str, preset: str) -> dict[str, Any]:
     their ranges; a categorical default the space lacks is left to the sampler), so that the
     study's first trial measures the defaults on the same validation episodes."""
     recorder = _Recorder()
-    sample_params(recorder, agent)
+    sample_params(recorder, agent, preset)
     params = agents.hyperparams(agent, preset)
     params = {**params, **(params.get("policy_kwargs") or {})}
     trial: dict[str, Any] = {}

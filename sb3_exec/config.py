@@ -127,8 +127,9 @@ class ExecConfig:
         (``adaptive``, ``twap``, ``vwap``, ``ac``, ``pov``, ``immediate``)
     :param pace_features: add two observation features (``dynamics.PACE_NAMES``): the volume the
         model expects over the slices left, this one included, given this slice's volume (the
-        known profile and the volume's AR(1) forecast: ``market.remaining_volume``), as a
-        multiple of ``Q0``; and the participation the inventory left needs on it
+        known profile and the volume's AR(1) forecast: ``market.remaining_volume``) as a share
+        of the day's expected volume, and the participation the inventory left needs on it as a
+        share of ``max_participation``
     :param reward: ``"shortfall"`` (minus the realized slice cost plus risk term, in bps) or
         ``"schedule"`` (minus the slice's schedule cost plus risk term): changes training only
     """

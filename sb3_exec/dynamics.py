@@ -53,10 +53,11 @@ LOB_NAMES = ("signal", "depth_imbalance", "last_volume")
 LOB_LOW = np.array([-10, -1, 0], dtype=np.float32)
 LOB_HIGH = np.array([10, 1, 100], dtype=np.float32)
 # with ``cfg.pace_features``: the expected volume of the slices left (this one included) as a
-# multiple of Q0 (``market.remaining_volume``), and the participation the inventory left needs on it
+# share of the day's expected volume ``T vol_mu`` (``market.remaining_volume``), and the
+# participation the inventory left needs on it as a share of the cap (1: at the cap)
 PACE_NAMES = ("remaining_volume", "required_participation")
 PACE_LOW = np.array([0, 0], dtype=np.float32)
-PACE_HIGH = np.array([1000, 10], dtype=np.float32)
+PACE_HIGH = np.array([100, 100], dtype=np.float32)
 # the bounds as Python floats, for clipping
 _VOLUME_MAX, _SPREAD_MAX, _MOVE_MIN, _MOVE_MAX = (float(OBS_HIGH[2]), float(OBS_HIGH[3]),
                                                   float(OBS_LOW[4]), float(OBS_HIGH[4]))
@@ -304,8 +305,8 @@ def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: 
     time left, volume, spread (``volume`` and ``half_spread`` 0 after the deadline), then the
     ``LOB_NAMES`` features when ``lob`` = (signal, imbalance, last volume) is given, then, when
     ``remaining`` (``Market.remaining``, 0 after the deadline) is given, the expected remaining
-    volume over ``Q0`` and its inverse (0 after the deadline; ``observer`` turns it into the
-    required participation). A function of the market, so the single env computes them for a
+    volume over the day's expected volume, and ``Q0 / (R_t cap)`` (0 after the deadline;
+    ``observer`` turns it into the required participation as a share of the cap). A function of the market, so the single env computes them for a
     whole episode at its reset."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
     out = (
@@ -321,8 +322,8 @@ def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: 
             ops.minimum(last_volume * (1.0 / cfg.vol_mu), _LAST_VOLUME_MAX),
         )
     if remaining is not None:
-        share = remaining * (1.0 / cfg.Q0)
-        out += (ops.minimum(share, _REMAINING_MAX), ops.where(share > 0, 1.0 / ops.maximum(share, 1e-300), 0.0))
+        inverse = ops.where(remaining > 0, cfg.Q0 / (cfg.max_participation * ops.maximum(remaining, 1e-300)), 0.0)
+        out += (ops.minimum(remaining * (1.0 / (cfg.T * cfg.vol_mu)), _REMAINING_MAX), inverse)
     return out
 
 

@@ -165,6 +165,29 @@ def test_yaml_defaults_and_preset_merge():
     hp = agents.hyperparams("ppo", "ac2000")
     assert hp["env_kwargs"]["reward"] == "schedule" and hp["gamma"] == 1.0
     assert agents.env_kwargs_for("ppo_cont", "seed")["action_mode"] == "continuous"
+    # a preset's entry updates the default's nested dicts: liquidity's PPO keeps the default's
+    # net_arch and reward and adds its interface and initial log-SD
+    hp = agents.hyperparams("ppo", "liquidity")
+    assert hp["policy_kwargs"] == {"net_arch": [64, 64], "log_std_init": -1.0}
+    assert hp["env_kwargs"] == {"reward": "schedule", "action_mode": "pace_continuous", "pace_features": True}
+
+
+@pytest.mark.parametrize("name, mode", [("dqn", "pace_multiple"), ("ddqn", "pace_multiple"),
+                                        ("ppo", "pace_continuous")])
+def test_from_scratch_agents_on_liquidity_act_on_the_pace_interface(name, mode):
+    """On liquidity the registered dqn, ddqn and ppo trade a multiple of x V_t / R_t and observe
+    the pace features: no baseline's or planner's output in their action or observation (the
+    interface has no base), and their models carry the interface into ``evaluate``."""
+    from sb3_exec.actions import INTERFACES
+
+    kw = agents.env_kwargs_for(name, "liquidity")
+    assert kw["action_mode"] == mode and kw["pace_features"] is True and not INTERFACES[mode].needs_base
+    small = {"learning_starts": 50} if "dqn" in name else {"n_steps": 32, "batch_size": 64}
+    model = agents.make(name, preset="liquidity", seed=0, **small)
+    assert model.observation_space.shape == (8,) and model.exec_env_kwargs["pace_features"] is True
+    model.learn(200)
+    ev = evaluate({name: model}, {"preset": "liquidity"}, seeds=range(20))  # the market only
+    assert ev.episodes.schedule_objective_bps.notna().all() and (ev.episodes.completion > 0.5).all()
 
 
 def _weights(model):

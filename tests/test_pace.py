@@ -50,20 +50,20 @@ def test_the_forecast_with_constant_volume_is_the_volume_left():
 
 
 def test_pace_features_in_the_observation():
-    """The last two features: expected remaining volume / Q0 and the required participation
-    x / R_t; both 0 after the deadline; the same in the single env and a batch."""
+    """The last two features: the expected remaining volume over the day's expected volume and
+    the required participation x / R_t as a share of the 25% cap; both 0 after the deadline."""
     env = gym.make(sb3_exec.ENV_ID, preset="liquidity", pace_features=True, action_mode="pace_multiple")
     cfg = env.unwrapped.cfg
     assert obs_names(cfg)[-2:] == PACE_NAMES and env.observation_space.shape == (8,)
     obs, _ = env.reset(seed=11)
     market = draw_market(cfg, np.array([11], dtype=np.uint64))
     R0 = market.remaining[0, 0]
-    np.testing.assert_allclose(obs[-2:], [R0 / cfg.Q0, cfg.Q0 / R0], rtol=1e-6)
+    np.testing.assert_allclose(obs[-2:], [R0 / (cfg.T * cfg.vol_mu), cfg.Q0 / R0 / 0.25], rtol=1e-6)
     one = cfg.twap_multiples.index(1.0)
     obs, *_ = env.step(one)  # sell x V_0 / R_0
     x1 = cfg.Q0 * (1 - market.volume[0, 0] / R0)
     np.testing.assert_allclose(obs[1], x1 / cfg.Q0, rtol=1e-6)
-    np.testing.assert_allclose(obs[-1], x1 / market.remaining[0, 1], rtol=1e-6)
+    np.testing.assert_allclose(obs[-1], x1 / market.remaining[0, 1] / 0.25, rtol=1e-6)
     for _ in range(cfg.T - 1):
         obs, _, term, _, _ = env.step(one)
     assert term and obs[-1] == 0 and obs[-2] == 0
