@@ -143,7 +143,8 @@ class ExecutionEnv(gym.Env):
         self._shares: list[float] | None = None  # V_t / R_t of the episode (pace interfaces)
         self._discrete = isinstance(self.action_space, spaces.Discrete)
         self._n_actions = int(self.action_space.n) if self._discrete else 0  # a plain int is checked inline
-        self._needs_base, self._dark = self.interface.needs_base, self.cfg.dark_venue
+        self._needs_base = self.interface.needs_base
+        self._split = self.cfg.dark_venue or self.interface.needs_share  # see step
         # the model's functions with the config bound once (a step is a few microseconds)
         self._trade = dynamics.kernel(self.cfg, dynamics.SCALAR)
         self._columns = dynamics.observer(self.cfg, dynamics.SCALAR)
@@ -227,15 +228,11 @@ class ExecutionEnv(gym.Env):
             self._refuse()
         cfg = self.cfg
         a = action if action.__class__ is int and 0 <= action < self._n_actions else self._check_action(action)
-        if self._shares is not None:  # a pace interface
+        if self._split:  # a dark venue or a pace interface: the orders as Python floats
             lit, dark_action = actions.split(cfg, a)
             dark_order = 0.0 if dark_action is None else float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))
-            return self._advance(float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0,
-                                                 self._shares[s.t])), dark_order)
-        if self._dark:  # a box action's parts are numpy floats: the orders as Python floats
-            lit, dark_action = actions.split(cfg, a)
-            dark_order = float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))
-            return self._advance(float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0)),
+            share = 0.0 if self._shares is None else self._shares[s.t]
+            return self._advance(float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0, share)),
                                  dark_order)
         return self._advance(self._lit(cfg, dynamics.SCALAR, a, s.t, s.x, self._path[0][s.t], 0.0), 0.0)
 
