@@ -262,11 +262,15 @@ def load_run(path: str | Path, deterministic: bool = True) -> ModelPolicy:
 def as_policy(obj: Any) -> Policy:
     """Turn a policy, a baseline name, a run folder, a model with ``predict``, a function from a
     batch of observations to a batch of actions with its interface, ``(fn, "fraction")``, or a
-    bare function (acting in the evaluation config's ``action_mode``) into a ``Policy``."""
+    bare function (acting in the evaluation config's ``action_mode``) into a ``Policy``; a model
+    given as ``(model, "fraction")`` acts in that interface (``ModelPolicy(model, action_mode=...)``)."""
     if isinstance(obj, Policy):
         return obj
-    if isinstance(obj, tuple) and len(obj) == 2 and callable(obj[0]) and isinstance(obj[1], str):
-        return CallablePolicy(obj[0], action_mode=obj[1])
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], str):  # (what acts, its interface)
+        if hasattr(obj[0], "predict"):
+            return ModelPolicy(obj[0], action_mode=obj[1])
+        if callable(obj[0]):
+            return CallablePolicy(obj[0], action_mode=obj[1])
     if isinstance(obj, (str, Path)):
         if obj in BASELINES:
             return BASELINES[str(obj)]()

@@ -72,6 +72,7 @@ HERE = "test_custom_agents"  # pytest puts tests/ on sys.path: this module is im
     ({**TQC, "hyperparams": {"learning_rat": 1e-3}},
      ["agents[1] 'tqc': hyperparams:", "'learning_rat' is not an argument of TQC", "did you mean 'learning_rate'?"]),
     ({**TQC, "hyperparams": {"n_timesteps": 10}}, ["hyperparams:", "'n_timesteps'", "field of the entry"]),
+    ({**TQC, "hyperparams": {"seed": 1}}, ["agents[1] 'tqc': hyperparams:", "'seed' is set by each run"]),
     ({**TQC, "algo": f"{HERE}:MyDQN", "action_mode": "twap_multiple", "hyperparams": {"buffer_sise": 10}},
      ["hyperparams:", "'buffer_sise' is not an argument of MyDQN", "did you mean 'buffer_size'?"]),
     ({"name": "f", "factory": f"{HERE}:strict_factory", "action_mode": "twap_multiple", "hyperparams": {"net_arc": [8]}},

@@ -68,8 +68,11 @@ def test_a_recurrent_policy_equals_the_single_env_with_its_state_carried(lstm):
     np.testing.assert_allclose(got, single, rtol=1e-9, atol=0)
     # the test would catch the bug: without the state the numbers are others (those of the single
     # env stepped without it), by far more than the tolerance
-    stateless = evaluate({"lstm": ModelPolicy(Stateless(lstm), action_mode="fraction")}, MARKET, SEEDS)
-    wrong = stateless.episodes.schedule_objective_bps.to_numpy()
+    stateless = evaluate({"pair": (Stateless(lstm), "fraction"),
+                          "lstm": ModelPolicy(Stateless(lstm), action_mode="fraction")}, MARKET, SEEDS)
+    by = stateless.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
+    np.testing.assert_array_equal(by["pair"], by["lstm"])  # (model, mode) is ModelPolicy(model, action_mode=mode)
+    wrong = by["lstm"].loc[SEEDS].to_numpy()
     np.testing.assert_allclose(wrong, single_env_episodes(lstm, SEEDS, carry=False), rtol=1e-9, atol=0)
     assert np.abs(wrong - got).min() > 1e-5, np.abs(wrong - got)  # 8e-5 to 6e-3 bps here
     # a second evaluation starts every episode afresh: the same numbers again

@@ -172,6 +172,9 @@ class AgentDef:
         target = self.target()
         who = getattr(target, "__name__", self.path)
         for key in params:
+            if key == "seed" or (key == "env" and self.algo):
+                raise self.error("hyperparams", f"{key!r} is set by each run (the training seed, the "
+                                                f"training env); leave it out")
             if key in agents.META_KEYS:
                 raise self.error("hyperparams", f"{key!r} is not an argument of {who}; it is a field of "
                                                 f"the entry: write '{key}:' beside 'hyperparams:'")
