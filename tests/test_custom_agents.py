@@ -17,7 +17,9 @@ from stable_baselines3 import DQN
 
 from experiments.compare import CompareConfig, preflight
 from sb3_exec import evaluate, load_run
+from sb3_exec.actions import BOX_MODES
 from sb3_exec.agents.custom import AgentDef, accepted_arguments, parse
+from sb3_exec.config import ACTION_MODES
 from sb3_exec.seeding import evaluation_seeds
 from sb3_exec.train import train
 
@@ -106,10 +108,10 @@ def test_names_repeated_or_unknown_are_refused():
 @pytest.mark.parametrize("entry,names", [
     ({"name": "dqn_box", "algo": "stable_baselines3:DQN", "action_mode": "fraction"},
      ["agents[0] 'dqn_box': action_mode:", "cannot act in Box", "supports Discrete spaces only",
-      "discrete interfaces are ['participation', 'twap_multiple', 'fraction_grid']"]),
+      f"discrete interfaces are {[m for m in ACTION_MODES if m not in BOX_MODES]}"]),
     ({**TQC, "action_mode": "twap_multiple"},
      ["agents[0] 'tqc': action_mode:", "cannot act in Discrete(12)", "'twap_multiple' on preset 'ac2000'",
-      "supports Box spaces only"]),
+      "supports Box spaces only", f"box interfaces are {list(BOX_MODES)}"]),
     ({"name": "odd", "factory": f"{HERE}:returns_no_model", "action_mode": "fraction"},
      ["agents[0] 'odd': factory:", "built a NotAModel, which has no save, load"]),
     ({"name": "gpu", "factory": f"{HERE}:fails", "action_mode": "fraction"},
