@@ -39,6 +39,7 @@ import yaml
 
 from experiments import workers
 from sb3_exec import agents
+from sb3_exec.agents import custom
 from sb3_exec.baselines import BASELINES, baselines_for
 from sb3_exec.config import PRESETS, make_config
 from sb3_exec.dynamics import episode_metrics, initial_state
@@ -57,7 +58,10 @@ class CompareConfig:
     name: str = "quick"  # output folder name under results/
     preset: str = "ac2000"  # env preset (sb3_exec.PRESETS)
     env_overrides: dict[str, Any] = field(default_factory=dict)  # ExecConfig overrides
-    agents: list[str] = field(default_factory=lambda: ["dqn", "ddqn", "ppo"])
+    # registered agents' names and definitions of one's own (sb3_exec.agents.custom), run in order
+    agents: list[Any] = field(default_factory=lambda: ["dqn", "ddqn", "ppo"])
+    # agents defined but not listed in ``agents`` (written here when --agents selects others)
+    agent_definitions: list[dict[str, Any]] = field(default_factory=list)
     baselines: list[str] | None = None  # None: every baseline the preset supports
     seeds: int = 3  # training seeds per agent
     timesteps: int | None = None  # training budget per run; None: each agent's YAML default
@@ -77,9 +81,9 @@ class CompareConfig:
         supported = baselines_for(env_cfg)
         if self.baselines is None:
             self.baselines = supported
-        for a in self.agents:
-            if a not in agents.AGENTS:
-                raise ValueError(f"agents: unknown agent {a!r}; choose from {sorted(agents.AGENTS)}")
+        self.agents, self._defined = custom.comparison_agents(self.agents, self.agent_definitions, self.preset,
+                                                              self.env_overrides)
+        self.agent_definitions = [d.as_dict() for d in self._defined.values()]
         for b in self.baselines:
             if b not in BASELINES:
                 raise ValueError(f"baselines: unknown baseline {b!r}; choose from {sorted(BASELINES)}")
@@ -104,6 +108,10 @@ class CompareConfig:
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else Path("results") / self.name
 
+    def agent_spec(self, name: str) -> custom.AgentDef | custom.Registered:
+        """An agent of the comparison: its definition, or the registered agent of that name."""
+        return self._defined.get(name) or custom.resolve(name)
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> CompareConfig:
         """Load a single-comparison config file; ``overrides`` (non-None values) replace its
@@ -121,6 +129,10 @@ class CompareConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{unknown[0]}: not a comparison setting; settings are {sorted(known)}")
+        if overrides.get("agents") is not None and "agents" in data:  # a selection of names: the
+            custom.split_agents(data["agents"], "agents")  # file's definitions, checked where they are,
+            data["agent_definitions"] = [*(data.get("agent_definitions") or []),  # stay available
+                                         *custom.definitions_in(data.pop("agents"))]
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
 
@@ -149,8 +161,17 @@ def preflight(cfgs: Sequence[CompareConfig]) -> None:
     for cfg in cfgs:
         for agent in cfg.agents:
             params = cfg.hyperparams.get(agent, {})
-            key = json.dumps([agent, cfg.preset, cfg.env_overrides, params], sort_keys=True, default=str)
+            spec = cfg.agent_spec(agent)
+            key = json.dumps([agent, spec.identity(), cfg.preset, cfg.env_overrides, params], sort_keys=True,
+                             default=str)
             if key in built:
+                continue
+            if isinstance(spec, custom.AgentDef):  # its errors name the entry and the field
+                try:
+                    spec.check_build(cfg.preset, cfg.env_overrides, **params)
+                except ValueError as exc:
+                    raise ValueError(f"{cfg.name}: {exc}") from exc
+                built.add(key)
                 continue
             try:
                 agents.check_hyperparams(agent, params)
@@ -181,19 +202,30 @@ class RunSpec:
     validation_seeds: list[int]
     eval_seeds: list[int]
     run_dir: str
+    definition: dict[str, Any] | None = None  # an agent defined by class or factory (AgentDef.as_dict)
 
     @property
     def key(self) -> str:
         return f"{self.agent}_s{self.seed}"
 
     @property
+    def agent_spec(self) -> custom.AgentDef | custom.Registered:
+        """The registered agent, or the definition."""
+        return custom.AgentDef(**self.definition) if self.definition else custom.resolve(self.agent)
+
+    @property
     def fingerprint(self) -> str:
-        """What determines the trained model: a stored run is reused only if this matches."""
-        params = {**agents.hyperparams(self.agent, self.preset), **self.hyperparams}
+        """What determines the trained model: a stored run is reused only if this matches (a
+        defined agent's definition too: its class or factory, interface and hyperparameters)."""
+        spec = self.agent_spec
+        params = {**spec.params(self.preset), **self.hyperparams}
         budget = self.timesteps or params.get("n_timesteps")
-        return json.dumps({"agent": self.agent, "seed": self.seed, "preset": self.preset,
-                           "env": self.env_overrides, "timesteps": budget, "params": params,
-                           "validation": self.validation_seeds}, sort_keys=True, default=str)
+        identity = {"agent": self.agent, "seed": self.seed, "preset": self.preset,
+                    "env": self.env_overrides, "timesteps": budget, "params": params,
+                    "validation": self.validation_seeds}
+        if self.definition is not None:
+            identity["definition"] = spec.identity()
+        return json.dumps(identity, sort_keys=True, default=str)
 
     @property
     def eval_key(self) -> str:
@@ -214,7 +246,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         if trained(run_dir, spec.fingerprint):  # trained already; its evaluation is stale
             model, meta = load(run_dir), json.loads((run_dir / "meta.json").read_text())
         else:
-            res = train(spec.agent, spec.preset, spec.seed, spec.timesteps, run_dir,
+            res = train(spec.agent_spec, spec.preset, spec.seed, spec.timesteps, run_dir,
                         n_validation=spec.validation_seeds or 0,
                         env_overrides=spec.env_overrides, **spec.hyperparams)
             model, meta = res.model, res.meta
@@ -352,9 +384,11 @@ def compare(cfg: CompareConfig) -> Path:
     env_kwargs = {"preset": cfg.preset, **cfg.env_overrides}
     baseline_eval = evaluate({b: b for b in cfg.baselines}, env_kwargs, seeds["evaluation"],
                              trajectories=True)
+    definitions = {d["name"]: d for d in cfg.agent_definitions}
     specs = [
         RunSpec(a, s, cfg.preset, cfg.env_overrides, cfg.timesteps, cfg.hyperparams.get(a, {}),
-                seeds["validation"], seeds["evaluation"], str(out / "runs" / f"{a}_s{s}"))
+                seeds["validation"], seeds["evaluation"], str(out / "runs" / f"{a}_s{s}"),
+                definition=definitions.get(a))
         for a in cfg.agents for s in seeds["training"]
     ]
     results = execute(specs, cfg)
@@ -396,6 +430,12 @@ def load_configs(path: str | Path, parts: Sequence[str] | None = None,
     preset = overrides.get("preset")
     if preset is not None:
         entries = [e for e in entries if e.get("preset") == preset][:1] or [{"name": preset}]
+    shared = custom.definitions_in(data.get("agents"))
+    for i, e in enumerate(entries):
+        if "agents" in e and shared:  # a part listing its own agents may still run the shared ones
+            own = {d.get("name") for d in custom.definitions_in(e["agents"])}
+            entries[i] = {**e, "agent_definitions": [d for d in shared if d.get("name") not in own]
+                          + list(e.get("agent_definitions") or [])}
     root = Path(overrides.pop("out", None) or data.pop("out", None) or Path("results") / data.get("name", "compare"))
     if overrides.get("name"):
         root = Path("results") / overrides.pop("name")
@@ -429,8 +469,9 @@ def build_parser() -> CLIParser:
     p.add_argument("--name", help="output folder name under results/ (or --out)")
     p.add_argument("--part", nargs="+", help="run only these parts of a multi-part config")
     p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
-    p.add_argument("--agents", nargs="*", choices=sorted(agents.AGENTS),
-                   help="agents to train (none: a baselines-only comparison)")
+    p.add_argument("--agents", nargs="*", metavar="AGENT",
+                   help=f"agents to train: registered ({', '.join(sorted(agents.AGENTS))}) or defined "
+                        "in the config file (none: a baselines-only comparison)")
     p.add_argument("--baselines", nargs="+", choices=sorted(BASELINES),
                    help="baselines (twap required; default: all the preset supports)")
     p.add_argument("--seeds", type=int, help="training seeds per agent")

@@ -162,6 +162,15 @@ def gap_split(summary: pd.DataFrame) -> str | None:
     return text
 
 
+def defined_agents(definitions: Sequence[dict[str, Any]]) -> list[str]:
+    """Report lines naming the agents the config defines (class or factory, interface), if any."""
+    if not definitions:
+        return []
+    items = [f"`{d['name']}`: `{d.get('algo') or d.get('factory')}` on `{d['action_mode']}`"
+             + (f" ({d['description']})" if d.get("description") else "") for d in definitions]
+    return ["Agents defined in the config: " + "; ".join(items) + ".", ""]
+
+
 def markdown(df: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table (no extra dependency)."""
     cols = list(df.columns)
@@ -191,6 +200,7 @@ def write_outputs(out: Path, cfg: Any, summary: pd.DataFrame, episodes: pd.DataF
         f"points of arrival notional; lower is better."
         + (f" Analytic optimum: {optimum:.3f} bps." if optimum is not None else ""),
         "",
+        *defined_agents([d for d in getattr(cfg, "agent_definitions", []) if d["name"] in cfg.agents]),
         "The *schedule objective* prices the same trades on the same episode with the "
         "unpredictable price moves set to zero: for any policy that cannot see the future it has "
         "the same expectation as the realized objective, but without the price noise, so its "
@@ -226,5 +236,5 @@ def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["agent_table", "figures", "gap_split", "iqm_ci", "main_table", "markdown", "summarize",
+__all__ = ["agent_table", "defined_agents", "figures", "gap_split", "iqm_ci", "main_table", "markdown", "summarize",
            "write_outputs"]

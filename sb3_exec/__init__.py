@@ -12,7 +12,7 @@ from sb3_exec.baselines import POV, TWAP, VWAP, AlmgrenChriss, Immediate, Policy
 from sb3_exec.config import PRESETS, ExecConfig, make_config
 from sb3_exec.env import ExecutionEnv
 from sb3_exec.evaluation import Evaluation, evaluate
-from sb3_exec.policies import ModelPolicy, load_run
+from sb3_exec.policies import CallablePolicy, ModelPolicy, load_run
 from sb3_exec.wrappers import make_env, make_vec_env
 
 __version__ = "0.1.0"
@@ -27,7 +27,7 @@ if ENV_ID not in gym.registry:
                  disable_env_checker=True)
 
 __all__ = [
-    "ACModel", "AlmgrenChriss", "ENV_ID", "Evaluation", "ExecConfig", "ExecutionEnv", "Immediate",
+    "ACModel", "AlmgrenChriss", "CallablePolicy", "ENV_ID", "Evaluation", "ExecConfig", "ExecutionEnv", "Immediate",
     "ModelPolicy", "POV", "PRESETS", "Policy", "TWAP", "VWAP", "ac_holdings", "ac_model",
     "analytic_optimum_bps", "evaluate", "load_run", "make_config", "make_env", "make_vec_env",
 ]

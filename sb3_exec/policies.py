@@ -1,5 +1,6 @@
-"""Policies built from models: a trained agent acting through its own action interface, the
-residual combinator (an agent scaling a base policy's orders), and ``as_policy``.
+"""Policies built from models: a trained agent acting through its own action interface (carrying
+a recurrent model's state), a plain function of observations (``CallablePolicy``), the residual
+combinator (an agent scaling a base policy's orders), and ``as_policy``.
 
 The residual interface is implemented once, by ``ResidualBase``: the base policy's orders for a
 batch of episodes, the observation features they add, and the orders an action makes of them.
@@ -15,12 +16,14 @@ interfaces are evaluated on the same episodes in one call.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from sb3_exec import actions
 from sb3_exec.baselines import BASELINES, Adaptive, Policy
@@ -101,6 +104,15 @@ def env_options_of(model: Any) -> dict[str, Any]:
     return {}
 
 
+def _takes_state(model: Any) -> bool:
+    """Whether ``model.predict`` takes a recurrent ``state`` and ``episode_start`` (SB3's does)."""
+    try:
+        params = inspect.signature(model.predict).parameters
+    except (AttributeError, TypeError, ValueError):  # a builtin without a signature: call it the plain way
+        return False
+    return "state" in params and "episode_start" in params
+
+
 class ModelPolicy(Policy):
     """A trained model (anything with SB3's ``predict``) acting through its own action interface.
 
@@ -108,6 +120,12 @@ class ModelPolicy(Policy):
     ``twap_multiples``, ``residual_base``); the options the model carries (``env_options_of``);
     else the action mode of the config it is evaluated on. The config passed to ``evaluate``
     then describes the market only.
+
+    A recurrent model (sb3-contrib's ``RecurrentPPO``, any ``predict`` that takes ``state`` and
+    ``episode_start``) keeps one hidden state per episode of the batch: every episode starts at
+    ``reset`` (``episode_start`` true at the first slice only) and the state returned by each
+    ``predict`` is passed to the next, as SB3's ``evaluate_policy`` does on a VecEnv. Episodes
+    that finished early go on being predicted for (their orders are masked by ``state.done``).
 
     :param model: an SB3 ``BaseAlgorithm`` (or any object with the same ``predict``)
     :param action_mode: the interface it was trained in (a name of ``actions.INTERFACES``)
@@ -122,6 +140,9 @@ class ModelPolicy(Policy):
             raise ValueError(f"{unknown[0]}: not an action-interface option; options are {INTERFACE_FIELDS}")
         self.model = model
         self.deterministic = deterministic
+        self._stateful = _takes_state(model)
+        self._hidden: Any = None
+        self._starts = np.ones(0, dtype=bool)
         if action_mode is not None:
             self.options = {"action_mode": action_mode, **interface}
         else:
@@ -144,6 +165,8 @@ class ModelPolicy(Policy):
         self._residual = ResidualBase(acfg) if actions.interface(acfg).needs_base else None
         if self._residual is not None:
             self._residual.reset(market)
+        self._hidden = None  # a recurrent model's state: zeros for every episode of the batch
+        self._starts = np.ones(len(market), dtype=bool)
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
         acfg = self._cfg
@@ -152,12 +175,68 @@ class ModelPolicy(Policy):
         if self._residual is not None:
             base = self._residual.orders(market, state)
             obs = np.concatenate([obs, self._residual.features(state.x, *base)], axis=1)
-        out, _ = self.model.predict(obs, deterministic=self.deterministic)
-        lit, dark = actions.orders(acfg, market, state, out, base)
+        lit, dark = actions.orders(acfg, market, state, self.predict(obs), base)
         return lit if dark is None else (lit, dark)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The model's actions for a batch of observations (one row per episode of the batch),
+        carrying a recurrent model's state from the previous slice."""
+        if not self._stateful:
+            out, _ = self.model.predict(obs, deterministic=self.deterministic)
+            return out
+        out, self._hidden = self.model.predict(obs, state=self._hidden, episode_start=self._starts,
+                                               deterministic=self.deterministic)
+        self._starts = np.zeros(len(obs), dtype=bool)
+        return out
 
     def __repr__(self) -> str:
         return f"ModelPolicy({type(self.model).__name__}, {self.options})"
+
+
+class CallablePolicy(ModelPolicy):
+    """A plain function from a batch of observations to a batch of actions, acting through a
+    named action interface (a CleanRL-style torch module wrapped in a function, a rule).
+
+    ``fn(obs)`` gets a ``(B, n_features)`` float32 array, one row per episode (the env's
+    observation, ``dynamics.OBS_NAMES``, plus a residual's features) and returns ``B`` actions of
+    the interface: integers in ``[0, n)`` for a discrete one, floats in ``[-1, 1]`` (``(B,)`` or
+    ``(B, k)``) for a box one; a numpy array, a list or a CPU torch tensor. Actions outside the
+    space are refused (a mistaken interface would otherwise trade something else silently).
+
+    :param fn: the function
+    :param action_mode: the interface it acts in (a name of ``actions.INTERFACES``); None: the
+        action mode of the config it is evaluated on
+    :param interface: further interface fields (``INTERFACE_FIELDS``: ``twap_multiples``...)
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], Any], action_mode: str | None = None,
+                 **interface: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"policy: {fn!r} is not callable")
+        super().__init__(fn, action_mode, deterministic=True, **interface)
+        self._stateful = False
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """``fn(obs)``, checked against the interface's action space."""
+        out = self.model(obs)
+        if hasattr(out, "detach"):  # a torch tensor
+            out = out.detach().cpu().numpy()
+        a, space, n = np.asarray(out), actions.action_space(self._cfg), len(obs)
+        if isinstance(space, spaces.Discrete):
+            ok = a.size == n and a.dtype.kind in "iu" and bool(((a >= 0) & (a < space.n)).all())
+            want = f"{n} integers in [0, {space.n})"
+        else:
+            ok = (a.size == n * space.shape[0] and a.dtype.kind in "iuf" and bool(np.isfinite(a).all())
+                  and bool((np.abs(a) <= 1).all()))
+            want = f"{n} x {space.shape[0]} floats in [-1, 1]"
+        if not ok:
+            raise ValueError(f"policy: {self!r} returned actions of shape {a.shape}, dtype {a.dtype} "
+                             f"(first {a.reshape(-1)[:3].tolist()}); action_mode "
+                             f"{self._cfg.action_mode!r} takes {want} ({space})")
+        return a
+
+    def __repr__(self) -> str:
+        return f"CallablePolicy({getattr(self.model, '__name__', type(self.model).__name__)}, {self.options})"
 
 
 def load_run(path: str | Path, deterministic: bool = True) -> ModelPolicy:
@@ -181,9 +260,17 @@ def load_run(path: str | Path, deterministic: bool = True) -> ModelPolicy:
 
 
 def as_policy(obj: Any) -> Policy:
-    """Turn a policy, a baseline name, a run folder, or a model with ``predict`` into a ``Policy``."""
+    """Turn a policy, a baseline name, a run folder, a model with ``predict``, a function from a
+    batch of observations to a batch of actions with its interface, ``(fn, "fraction")``, or a
+    bare function (acting in the evaluation config's ``action_mode``) into a ``Policy``; a model
+    given as ``(model, "fraction")`` acts in that interface (``ModelPolicy(model, action_mode=...)``)."""
     if isinstance(obj, Policy):
         return obj
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], str):  # (what acts, its interface)
+        if hasattr(obj[0], "predict"):
+            return ModelPolicy(obj[0], action_mode=obj[1])
+        if callable(obj[0]):
+            return CallablePolicy(obj[0], action_mode=obj[1])
     if isinstance(obj, (str, Path)):
         if obj in BASELINES:
             return BASELINES[str(obj)]()
@@ -192,6 +279,9 @@ def as_policy(obj: Any) -> Policy:
         raise ValueError(f"policy: {obj!r} is neither a baseline ({sorted(BASELINES)}) nor a run folder")
     if hasattr(obj, "predict"):
         return ModelPolicy(obj)
+    if callable(obj) and not inspect.isclass(obj):
+        return CallablePolicy(obj)
     raise ValueError(
-        f"policy: {obj!r} is neither a Policy, a baseline name, a run folder nor a model with predict()"
+        f"policy: {obj!r} is neither a Policy, a baseline name, a run folder, a model with predict() "
+        f"nor a function of observations (fn, or (fn, action_mode))"
     )

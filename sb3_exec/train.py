@@ -1,4 +1,5 @@
-"""Train one registered agent on one preset and save it with its metadata.
+"""Train one agent (registered, or defined by its class or factory) on one preset and save it with
+its metadata.
 
     python -m sb3_exec.train --agent ddqn --preset ac2000 --seed 0 --timesteps 30000 --out runs/ddqn
 
@@ -26,6 +27,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 
 from sb3_exec import agents
+from sb3_exec.agents import custom
+from sb3_exec.agents.custom import AgentDef
 from sb3_exec.callbacks import ExecutionMetricsCallback, HParamCallback, SeededEvalCallback
 from sb3_exec.config import PRESETS, make_config
 from sb3_exec.policies import load_run
@@ -77,7 +80,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def train(
-    agent: str, preset: str = "ac2000", seed: int = 0, timesteps: int | None = None,
+    agent: str | AgentDef, preset: str = "ac2000", seed: int = 0, timesteps: int | None = None,
     out: str | Path = "runs/train", n_validation: int | Sequence[int] = 200,
     eval_freq: int | None = None,
     progress_bar: bool = False, tensorboard: bool = True, verbose: int = 0,
@@ -85,7 +88,8 @@ def train(
 ) -> TrainResult:
     """Train ``agent`` on ``preset`` and save it under ``out``.
 
-    :param agent: a name in ``sb3_exec.agents.AGENTS``
+    :param agent: a name in ``sb3_exec.agents.AGENTS``, or an agent defined by its class or
+        factory (``sb3_exec.agents.custom.AgentDef``)
     :param preset: a preset name (its YAML entry and env)
     :param seed: SB3 seed: weights, exploration and training episodes
     :param timesteps: training budget in env steps (default: the YAML's ``n_timesteps``)
@@ -98,21 +102,23 @@ def train(
     :param env_overrides: config overrides for the training and validation env
     :param hyperparam_overrides: algorithm arguments replacing the YAML's
     """
-    params = agents.hyperparams(agent, preset)
+    spec = custom.resolve(agent)
+    name = spec.name
+    params = spec.params(preset)
     budget = int(timesteps if timesteps is not None else params.get("n_timesteps", 30_000))
     if budget < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if isinstance(n_validation, int) and n_validation < 0:
         raise ValueError(f"n_validation must be >= 0 (0: no validation), got {n_validation}")
-    env_kwargs = agents.env_kwargs_for(agent, preset, **(env_overrides or {}))
+    env_kwargs = spec.env_kwargs_for(preset, **(env_overrides or {}))
     cfg_kwargs = {k: v for k, v in env_kwargs.items() if k != "preset"}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    env = agents.make_env(agent, preset, seed=seed, **(env_overrides or {}))
-    model = agents.make(agent, env, seed=seed, preset=preset,
-                        tensorboard_log=str(out / "tb") if tensorboard else None, verbose=verbose,
-                        **hyperparam_overrides)
-    callbacks = [ExecutionMetricsCallback(), HParamCallback({"preset": preset, "agent": agent})]
+    env = spec.make_env(preset, seed=seed, **(env_overrides or {}))
+    model = spec.make(env, seed=seed, preset=preset,
+                      tensorboard_log=str(out / "tb") if tensorboard else None, verbose=verbose,
+                      **hyperparam_overrides)
+    callbacks = [ExecutionMetricsCallback(), HParamCallback({"preset": preset, "agent": name})]
     evaluator = None
     if n_validation:
         # Validation replays the training market on fixed seeds (evaluate reports both objectives)
@@ -125,19 +131,21 @@ def train(
         callbacks.append(evaluator)
     start = time.perf_counter()
     model.learn(budget, callback=CallbackList(callbacks), progress_bar=progress_bar,
-                tb_log_name=f"{agent}_{preset}_s{seed}")
+                tb_log_name=f"{name}_{preset}_s{seed}")
     wall = time.perf_counter() - start
     path = out / "model.zip"
     model.save(path)
     cfg = make_config(preset, **cfg_kwargs)
     algo = type(model)
     meta = {
-        "agent": agent, "algo": f"{algo.__module__}:{algo.__qualname__}", "preset": preset,
+        "agent": name, "algo": f"{algo.__module__}:{algo.__qualname__}", "preset": preset,
         "seed": seed, "timesteps": budget,
         "env_kwargs": env_kwargs, "config": dataclasses.asdict(cfg),
         "hyperparams": {**params, **hyperparam_overrides}, "train_seconds": wall,
         "validation": evaluator.history if evaluator else [], "versions": versions(),
     }
+    if isinstance(spec, AgentDef):  # what it was built from (the class or factory, the interface)
+        meta["definition"] = spec.as_dict()
     write_json(out / "meta.json", meta)
     return TrainResult(model, path, meta)
 

@@ -151,17 +151,24 @@ def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
         if preset is None:
             raise ValueError("env: give an env or a preset")
         env = make_env(name, preset, seed=seed)
-    cfg = env_config(env)
     env_preset = env_attr(env, "preset")
     params = hyperparams(name, preset or (env_preset if env_preset in PRESETS else "default"))
     kwargs = _algo_kwargs(params)
     kwargs.update(overrides)
     policy = kwargs.pop("policy", "MlpPolicy")
     model = spec.algo(policy, env, seed=seed, **kwargs)
-    if cfg is not None:  # the interface travels with the model (and its zip)
-        model.exec_env_kwargs = {"preset": env_preset, "reward": cfg.reward,
-                                 **{k: getattr(cfg, k) for k in INTERFACE_FIELDS}}
+    carry_interface(model, env)
     return model
+
+
+def carry_interface(model: Any, env: gym.Env | VecEnv) -> None:
+    """Store the env's preset, reward and action interface on the model as ``exec_env_kwargs``
+    (SB3 saves it in the model's zip; ``policies.ModelPolicy`` acts through it); nothing for an
+    env that is not an execution env."""
+    cfg = env_config(env)
+    if cfg is not None:
+        model.exec_env_kwargs = {"preset": env_attr(env, "preset"), "reward": cfg.reward,
+                                 **{k: getattr(cfg, k) for k in INTERFACE_FIELDS}}
 
 
 def env_attr(env: gym.Env | VecEnv, name: str) -> Any:
@@ -180,5 +187,5 @@ def env_config(env: gym.Env | VecEnv) -> ExecConfig | None:
     return cfg if isinstance(cfg, ExecConfig) else None
 
 
-__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "check_hyperparams", "env_config", "env_kwargs_for", "hyperparams", "make",
+__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "carry_interface", "check_hyperparams", "env_config", "env_kwargs_for", "hyperparams", "make",
            "make_env"]
