@@ -39,6 +39,7 @@ import yaml
 
 from experiments import workers
 from sb3_exec import agents
+from sb3_exec.actions import INTERFACES
 from sb3_exec.agents import custom
 from sb3_exec.baselines import BASELINES, baselines_for
 from sb3_exec.config import PRESETS, make_config
@@ -326,7 +327,21 @@ def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]
                 results[spec.key] = result
                 bar.set_postfix_str(f"{spec.key}: {result['status']}")
                 bar.update()
+    for spec in specs:
+        results[spec.key] = with_learning(results[spec.key], Path(spec.run_dir))
     return [results[s.key] for s in specs]
+
+
+def with_learning(result: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The result with ``learning``: ``model-assisted`` where the run's interface acts on a base
+    policy's order (a residual on a baseline or planner), else ``from scratch`` (read from the
+    env options the run trained with, ``meta.json``)."""
+    meta = run_dir / "meta.json"
+    if result.get("status") != "ok" or not meta.exists():
+        return result
+    mode = json.loads(meta.read_text())["env_kwargs"].get("action_mode")
+    assisted = mode in INTERFACES and INTERFACES[mode].needs_base
+    return {**result, "learning": "model-assisted" if assisted else "from scratch"}
 
 
 def _backend_map(todo: Sequence[RunSpec], cfg: CompareConfig):

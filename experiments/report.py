@@ -118,15 +118,18 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Per agent: IQM over training runs with CIs, P(improve on TWAP), the paired difference to
-    the adaptive MPC (where it runs) with its CI and win rate, failures, time.
+    """Per agent: how it learned (``learning``: from scratch or model-assisted), IQM over training
+    runs with CIs, P(improve on TWAP), the paired difference to the adaptive MPC (where it runs)
+    with its CI and win rate, failures, time.
 
     (Wall times live here and in metadata.json, not in summary.csv, which is reproducible.)"""
     rows = []
     for policy, r in summary[summary.kind == "agent"].iterrows():
         secs = [x["train_seconds"] for x in results if x["agent"] == policy and x["status"] == "ok"]
+        learning = {x["learning"] for x in results if x["agent"] == policy and "learning" in x}
         rows.append({
             "agent": policy,
+            "learning": ", ".join(sorted(learning)) or "n/a",
             "runs ok": _count(r.get("runs")), "failed": _count(r.get("failed_runs")),
             "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
             "P(improve on TWAP)": _fmt(r, "p_improve_twap_schedule_objective_bps", 2),
@@ -218,7 +221,10 @@ def write_outputs(out: Path, cfg: Any, summary: pd.DataFrame, episodes: pd.DataF
     if split:
         lines += [split, ""]
     if len(agents_):
-        lines += ["## Agents over training seeds", "", markdown(agents_), ""]
+        lines += ["## Agents over training seeds", "",
+                  "*Learning*: `from scratch` where the agent's action, observation and reward hold "
+                  "no baseline's or planner's output; `model-assisted` where they do (a residual on "
+                  "a baseline's trade).", "", markdown(agents_), ""]
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['agent']}` seed {r['seed']}: {r['error']}" for r in failed] + [""]
     lines += ["## Figures", ""] + [f"### {cap}\n\n![{cap}]({name})\n" for name, cap in made]
