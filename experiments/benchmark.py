@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-from stable_baselines3.common.vec_env import VecEnvWrapper
-
 import gymnasium as gym
+import numpy as np
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
+from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from experiments.notebook_reference import NotebookExecEnv
 from sb3_exec import ENV_ID, evaluate, make_config

@@ -375,7 +375,7 @@ def git_commit() -> str | None:
     """The current git commit, if the code runs from a checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10)
+                             cwd=Path(__file__).parent, check=False, timeout=10)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -408,7 +408,7 @@ def compare(cfg: CompareConfig) -> Path:
     ]
     results = execute(specs, cfg)
     agent_episodes = [pd.read_csv(Path(s.run_dir) / "episodes.csv")
-                      for s, r in zip(specs, results) if r["status"] == "ok"]
+                      for s, r in zip(specs, results, strict=True) if r["status"] == "ok"]
     summary, episodes = summarize(baseline_eval, agent_episodes, results)
     meta = {
         "config": dataclasses.asdict(cfg), "resolved_env": dataclasses.asdict(baseline_eval.config),

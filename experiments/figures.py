@@ -187,7 +187,7 @@ def _paired_differences(out: Path, summary: pd.DataFrame, plt: Any) -> tuple[str
     zoom = zoom_reference(summary)
     panels = 3 if zoom else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 0.45 * len(order) + 1.8))
-    for ax, m, title in zip(axes, METRICS, ("realized objective", "schedule objective")):
+    for ax, m, title in zip(axes, METRICS, ("realized objective", "schedule objective"), strict=False):
         column = f"diff_{m}"
         _errorbars(ax, summary, order, column)
         d = summary[column].to_numpy()
@@ -230,7 +230,7 @@ def _inventory_paths(out: Path, summary: pd.DataFrame, baseline_eval: Evaluation
     markers = ["o", "s", "^", "D", "v", "P", "X"]
     twap = paths[(paths.policy == "twap") & (paths.run == 0)]
     closed_form = closed_form_exact(cfg)
-    for (title, members), (ax_inv, ax_part) in zip(groups, axes):
+    for (title, members), (ax_inv, ax_part) in zip(groups, axes, strict=True):
         for ax, x, y in ((ax_inv, "slices done", "inventory"), (ax_part, "slice", "part")):
             if "twap" not in members:
                 ax.plot(twap[x], twap[y], color="0.6", lw=3, alpha=0.5, label="twap")
@@ -270,7 +270,7 @@ def _efficient_frontier(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame
     anchor_y = np.array([mean[g].mean() for g in groups])
     label_y = spread_out(anchor_y, 0.055 * span[1])
     right = anchor_x < sd.min() + 0.6 * span[0]  # labels to the right, except near the right edge
-    for name, x0, y0, y1, r in zip(names, anchor_x, anchor_y, label_y, right):
+    for name, x0, y0, y1, r in zip(names, anchor_x, anchor_y, label_y, right, strict=True):
         ax.annotate(name, (x0, y0), xytext=(x0 + (0.06 if r else -0.06) * span[0], y1),
                     ha="left" if r else "right", va="center", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85),

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from sb3_exec import agents
-from sb3_exec.callbacks import SeededEvalCallback
 from sb3_exec.actions import BOX_MODES
+from sb3_exec.callbacks import SeededEvalCallback
 from sb3_exec.config import PRESETS
 from sb3_exec.seeding import validation_seeds
 from sb3_exec.train import CLIParser

@@ -27,7 +27,7 @@ if ENV_ID not in gym.registry:
                  disable_env_checker=True)
 
 __all__ = [
-    "ACModel", "AlmgrenChriss", "CallablePolicy", "ENV_ID", "Evaluation", "ExecConfig", "ExecutionEnv", "Immediate",
-    "ModelPolicy", "POV", "PRESETS", "Policy", "TWAP", "VWAP", "ac_holdings", "ac_model",
+    "ENV_ID", "POV", "PRESETS", "TWAP", "VWAP", "ACModel", "AlmgrenChriss", "CallablePolicy", "Evaluation", "ExecConfig",
+    "ExecutionEnv", "Immediate", "ModelPolicy", "Policy", "ac_holdings", "ac_model",
     "analytic_optimum_bps", "evaluate", "load_run", "make_config", "make_env", "make_vec_env",
 ]

@@ -236,7 +236,7 @@ def orders(cfg: ExecConfig, market: Market, state: State, actions: np.ndarray,
     iface = interface(cfg)
     idx = flat_index(market, state)
     if iface.discrete:
-        a = np.asarray(actions, dtype=np.int64).reshape(-1)
+        a: np.ndarray = np.asarray(actions, dtype=np.int64).reshape(-1)
     else:
         a = np.asarray(actions, dtype=np.float64).reshape(len(idx), -1)
     lit, dark = split(cfg, a)

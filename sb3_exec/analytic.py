@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def grid_floor_pct(cfg: ExecConfig, action_mode: str | None = None, brute_force_
         raise ValueError(f"action_mode: grid floors exist for {grids}, not {mode!r}")
     q2 = model.eta_tilde / model.tau  # cost per share^2 traded in a slice
     risk = model.lam * model.sigma**2 * model.tau  # cost per share^2 held after a slice
-    choices = [iface.fractions(cfg, N - k) for k in range(N - 1)]
+    choices = [cast(np.ndarray, iface.fractions(cfg, N - k)) for k in range(N - 1)]  # not None: checked for N above
     if N == 1:
         best = model.eps * X + q2 * X**2
     elif np.prod([float(len(c)) for c in choices]) <= brute_force_limit:
@@ -154,7 +155,7 @@ def grid_floor_pct(cfg: ExecConfig, action_mode: str | None = None, brute_force_
         for c in choices:  # every sequence of fractions, as rows
             keep = (keep[:, None] * (1.0 - c)[None, :]).ravel()
             holdings = [np.repeat(h, len(c)) for h in holdings] + [X * keep]
-        H = np.column_stack(holdings + [np.zeros_like(keep)])
+        H = np.column_stack([*holdings, np.zeros_like(keep)])
         n = -np.diff(H, axis=1)
         total = model.eps * n.sum(1) + q2 * (n**2).sum(1) + risk * (H[:, 1:] ** 2).sum(1)
         best = float(total.min())

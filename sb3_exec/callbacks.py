@@ -141,6 +141,7 @@ class SeededEvalCallback(BaseCallback):
 
         ev = evaluate({"agent": self.model, "twap": "twap", "ac": "ac"}, self.cfg,
                       self.seeds[:1], trajectories=True)
+        assert ev.steps is not None  # trajectories=True
         fig, ax = plt.subplots(figsize=(5, 3))
         for name, g in ev.steps.groupby("policy", sort=False):
             ax.plot(np.r_[0, g.slice + 1], np.r_[1.0, g.q_rem / self.cfg.Q0], marker=".", label=name)

@@ -34,7 +34,7 @@ PACE_MODES = ("pace_multiple", "pace_continuous")  # the interfaces that need ``
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 # 0 and 20 fractions of the remaining inventory spaced geometrically from 1% to 100%
-DEFAULT_FRACTION_GRID = (0.0,) + tuple(10.0 ** (-2.0 + 2.0 * k / 19) for k in range(19)) + (1.0,)
+DEFAULT_FRACTION_GRID = (0.0, *(10.0 ** (-2.0 + 2.0 * k / 19) for k in range(19)), 1.0)
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,8 @@ def keys_weights(nodes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.
     points = np.asarray(points, dtype=np.float64)
     n = len(nodes)
     if n == 1:
-        return np.zeros(points.shape + (4,), dtype=np.int64), np.concatenate(
-            [np.ones(points.shape + (1,)), np.zeros(points.shape + (3,))], axis=-1)
+        return np.zeros((*points.shape, 4), dtype=np.int64), np.concatenate(
+            [np.ones((*points.shape, 1)), np.zeros((*points.shape, 3))], axis=-1)
     h = nodes[1] - nodes[0]
     pos = (np.clip(points, nodes[0], nodes[-1]) - nodes[0]) / h
     k = np.minimum(np.floor(pos).astype(np.int64), n - 2)
@@ -161,8 +161,8 @@ class Factor:
     nodes: np.ndarray
     phi: float
     innov_sd: float
-    observable: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    state: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    observable: Callable[[int, np.ndarray], np.ndarray]
+    state: Callable[[int, np.ndarray], np.ndarray]
 
     def expectation(self, quadrature: int) -> np.ndarray:
         """``A`` with ``E[f(z') | z_i] ~ sum_j A[i, j] f(z_j)`` (Gauss-Hermite over the innovation)."""
@@ -441,7 +441,7 @@ def _after(sol: Solution, Wt: np.ndarray | None, r: float, drift: Any,
 
     def on_grid(f: Callable[..., np.ndarray], *args: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def at(left: np.ndarray) -> np.ndarray:
-            flat = left.reshape(Wt.shape[:-1] + (-1,))
+            flat = left.reshape((*Wt.shape[:-1], -1))
             return f(*args, sol.dx, flat).reshape(left.shape)
         return at
 
@@ -494,7 +494,7 @@ def _with_dark(sol: Solution, x: np.ndarray, volume: np.ndarray, a: Any, b: Any,
     liquidity = expected[:, :, None, None] * ratio  # (S, 1, 1, M)
     x4 = x[:, :, None, None]
     multiples = np.asarray(grid.dark_orders, dtype=np.float64)
-    orders = np.concatenate([np.broadcast_to(expected[:, :, None] * multiples, x.shape + (len(multiples),)),
+    orders = np.concatenate([np.broadcast_to(expected[:, :, None] * multiples, (*x.shape, len(multiples))),
                              x[:, :, None]], axis=-1)  # (S, X, K)
     fill = np.minimum(np.minimum(orders[..., None], liquidity), x4)  # (S, X, K, M)
     room = x4 - fill  # what the lit trade may take

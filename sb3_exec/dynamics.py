@@ -34,9 +34,9 @@ It is computed in the same pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -167,9 +167,9 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     """``n`` fresh episodes as arrays (or one episode as Python floats when ``n`` is None):
     the whole order left, nothing traded."""
     if n is None:
-        return State(t=0, x=float(cfg.Q0), perm=0.0, cost=0.0, sched_cost=0.0, risk=0.0,
-                     penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0,
-                     done=False)  # type: ignore[arg-type]
+        return cast(Any, State)(t=0, x=float(cfg.Q0), perm=0.0, cost=0.0, sched_cost=0.0, risk=0.0,
+                                penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0,
+                                done=False)  # one episode: Python floats in the array fields
     z = np.zeros(n)
     return State(
         t=np.zeros(n, dtype=np.int64), x=np.full(n, cfg.Q0), perm=z.copy(), cost=z.copy(),
@@ -309,7 +309,7 @@ def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: 
     ``observer`` turns it into the required participation as a share of the cap). A function of the market, so the single env computes them for a
     whole episode at its reset."""
     ref_spread = max(cfg.spread_bps * 1e-4 * cfg.p0, 1e-12)
-    out = (
+    out: tuple[Any, ...] = (
         (cfg.T - t) * (1.0 / cfg.T),
         ops.minimum(volume * (1.0 / cfg.vol_mu), _VOLUME_MAX),
         ops.minimum(half_spread * (1.0 / ref_spread), _SPREAD_MAX),

@@ -9,7 +9,7 @@ residual use, ``sb3_exec.wrappers``).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -20,7 +20,6 @@ from sb3_exec.config import ExecConfig, make_config
 from sb3_exec.market import Market, draw_market
 from sb3_exec.rng import as_seeds, episode_chain
 from sb3_exec.seeding import TRAIN_HIGH, TRAIN_LOW
-
 
 PREFETCH = 64  # episodes drawn in one batch when resets continue the env's sequence
 
@@ -126,7 +125,7 @@ class ExecutionEnv(gym.Env):
     batches of ``PREFETCH`` (each episode's numbers depend on its seed alone).
     """
 
-    metadata = {"render_modes": [], "render_fps": 1}
+    metadata = {"render_modes": [], "render_fps": 1}  # noqa: RUF012 (gymnasium.Env declares it a plain class attribute)
 
     def __init__(self, preset: str | ExecConfig = "seed", render_mode: str | None = None,
                  **overrides: Any) -> None:
@@ -142,7 +141,7 @@ class ExecutionEnv(gym.Env):
         self._episode_market: Market | None = None
         self._shares: list[float] | None = None  # V_t / R_t of the episode (pace interfaces)
         self._discrete = isinstance(self.action_space, spaces.Discrete)
-        self._n_actions = int(self.action_space.n) if self._discrete else 0  # a plain int is checked inline
+        self._n_actions = int(self.action_space.n) if isinstance(self.action_space, spaces.Discrete) else 0  # a plain int is checked inline
         self._needs_base = self.interface.needs_base
         self._split = self.cfg.dark_venue or self.interface.needs_share  # see step
         # the model's functions with the config bound once (a step is a few microseconds)
@@ -204,6 +203,7 @@ class ExecutionEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         s = self._state
+        assert s is not None
         return np.array(self._columns(self._slices[s.t], s.x, self._path[6][s.t], s.perm, s.last_part),
                         dtype=np.float32)
 
@@ -236,7 +236,7 @@ class ExecutionEnv(gym.Env):
                                  dark_order)
         return self._advance(self._lit(cfg, dynamics.SCALAR, a, s.t, s.x, self._path[0][s.t], 0.0), 0.0)
 
-    def _refuse(self) -> None:
+    def _refuse(self) -> NoReturn:
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         if self._state.done:
@@ -258,6 +258,7 @@ class ExecutionEnv(gym.Env):
     def _advance(self, shares: float, dark_order: float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """``step_orders`` with the orders already Python floats (so are the step's info values)."""
         s = self._state
+        assert s is not None  # step and step_orders refuse a step before reset
         t = s.t
         volume, half_spread, mid, noise, mid_sched, dark, known = self._path  # see MARKET_ROW
         res = self._trade(shares, dark_order, s.x, s.perm, s.last_part, t + 1, volume[t], half_spread[t],
@@ -275,10 +276,10 @@ class ExecutionEnv(gym.Env):
 
     def _check_action(self, action: Any) -> Any:
         """The action as an int (discrete) or float (continuous), or ``ValueError``."""
-        space = self.action_space
+        space: Any = self.action_space  # Discrete or Box
         if self._discrete:
             if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
-                a = int(action)
+                a: int | None = int(action)
             else:
                 arr = np.asarray(action)
                 a = int(arr.reshape(())) if arr.size == 1 and arr.dtype.kind in "iu" else None

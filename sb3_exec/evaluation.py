@@ -18,9 +18,9 @@ from scipy import stats
 from sb3_exec import dynamics
 from sb3_exec.analytic import analytic_optimum_bps
 from sb3_exec.baselines import Policy
-from sb3_exec.policies import as_policy
 from sb3_exec.config import ExecConfig, make_config
 from sb3_exec.market import Market, draw_market
+from sb3_exec.policies import as_policy
 from sb3_exec.rng import as_seeds
 
 SUMMARY_METRICS = ("shortfall_bps", "objective_bps", "schedule_objective_bps")

@@ -17,8 +17,7 @@ import numpy as np
 
 from sb3_exec.analytic import ac_model, analytic_optimum_bps
 from sb3_exec.config import ExecConfig
-from sb3_exec.costs import (aggressiveness_coefficient, deadline_coefficients, impact,
-                            schedule_cost_coefficients)
+from sb3_exec.costs import aggressiveness_coefficient, deadline_coefficients, impact, schedule_cost_coefficients
 from sb3_exec.dynamics import Market, State
 from sb3_exec.market import stationary_var, volume_profile
 

@@ -226,6 +226,7 @@ class CallablePolicy(ModelPolicy):
             ok = a.size == n and a.dtype.kind in "iu" and bool(((a >= 0) & (a < space.n)).all())
             want = f"{n} integers in [0, {space.n})"
         else:
+            assert space.shape is not None  # a Box
             ok = (a.size == n * space.shape[0] and a.dtype.kind in "iuf" and bool(np.isfinite(a).all())
                   and bool((np.abs(a) <= 1).all()))
             want = f"{n} x {space.shape[0]} floats in [-1, 1]"

@@ -54,7 +54,9 @@ class _EnvView:
 
     @property
     def episode_seed(self) -> int:
-        return int(self._vec.market.seeds[self._i])
+        market = self._vec.market
+        assert market is not None
+        return int(market.seeds[self._i])
 
     def get_wrapper_attr(self, name: str) -> Any:
         return getattr(self, name)
@@ -109,12 +111,13 @@ class ExecutionVecEnv(VecEnv):
         return dynamics.observe(self.cfg, self.market, self.state)
 
     def _auto_reset(self, rows: np.ndarray) -> None:
+        assert self.market is not None and self.state is not None
         keys = next_episode_seeds(self.market.seeds[rows])
         self.market.put(rows, draw_market(self.cfg, keys))
         self.state.put(rows, dynamics.initial_state(self.cfg, len(rows)))
 
     @property
-    def reset_infos(self) -> list[dict[str, Any]]:  # type: ignore[override]
+    def reset_infos(self) -> list[dict[str, Any]]:
         """Each slot's current episode seed, as the single env's ``reset`` info."""
         if self.market is None:
             return [{} for _ in range(self.num_envs)]
@@ -135,6 +138,7 @@ class ExecutionVecEnv(VecEnv):
             bad = (a.shape != (self.num_envs,)) or a.dtype.kind not in "iu" or (
                 (a < 0) | (a >= self.action_space.n)).any()
         else:
+            assert self.action_space.shape is not None  # a Box
             k = self.action_space.shape[0]
             a = a.reshape(self.num_envs, k) if a.size == self.num_envs * k else a
             bad = a.shape != (self.num_envs, k) or not np.isfinite(a).all() or (np.abs(a) > 1).any()
@@ -146,6 +150,7 @@ class ExecutionVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self.state is None or self._actions is None:
             raise RuntimeError("call reset() before step()")
+        assert self.market is not None  # reset() sets it with the state
         if actions.interface(self.cfg).needs_base:
             raise RuntimeError(
                 f"action_mode: {self.cfg.action_mode!r} acts on a base policy's order; build the env "
@@ -155,12 +160,14 @@ class ExecutionVecEnv(VecEnv):
         self._actions = None
         return self.step_orders(*actions.orders(self.cfg, self.market, self.state, a))
 
-    def step_orders(self, shares: np.ndarray, dark_order: np.ndarray | None = None) -> VecEnvStepReturn:
+    def step_orders(self, shares: np.ndarray, dark_order: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Step every episode with orders in shares (``(B,)`` lit, and dark orders with a dark
         venue): what ``step`` does after the action interface; finished episodes auto-reset."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         cfg, market, state = self.cfg, self.market, self.state
+        assert market is not None  # reset() sets it with the state
         res = dynamics.step(cfg, market, state, shares, dark_order, self._trade)
         self.last_step = res
         rewards = self._reward(res)
@@ -168,7 +175,7 @@ class ExecutionVecEnv(VecEnv):
         obs = dynamics.observe(cfg, market, state)
         if self.step_infos:
             columns = [np.asarray(v, dtype=np.float64).tolist() for v in dynamics.step_info_values(res)]
-            infos: list[Any] = [dict(zip(dynamics.STEP_INFO_KEYS, vals)) for vals in zip(*columns)]
+            infos: list[Any] = [dict(zip(dynamics.STEP_INFO_KEYS, vals, strict=True)) for vals in zip(*columns, strict=True)]
         else:
             infos = [_NO_INFO] * self.num_envs
         if dones.any():
@@ -177,11 +184,11 @@ class ExecutionVecEnv(VecEnv):
             keys = (*metrics, "terminal_observation", "TimeLimit.truncated")
             columns = [v[rows].tolist() for v in metrics.values()]
             columns += [list(obs[rows]), [False] * len(rows)]
-            for i, values in zip(rows.tolist(), zip(*columns)):
+            for i, values in zip(rows.tolist(), zip(*columns, strict=True), strict=True):
                 if self.step_infos:
-                    infos[i].update(zip(keys, values))
+                    infos[i].update(zip(keys, values, strict=True))
                 else:
-                    infos[i] = dict(zip(keys, values))
+                    infos[i] = dict(zip(keys, values, strict=True))
             self._auto_reset(rows)
             obs = dynamics.observe(cfg, market, state)
         return obs, rewards, dones, infos

@@ -24,7 +24,8 @@ from sb3_exec.policies import ResidualBase
 from sb3_exec.vec_env import ExecutionVecEnv
 
 
-def _extended(space: spaces.Box, base: ResidualBase) -> spaces.Box:
+def _extended(space: spaces.Space, base: ResidualBase) -> spaces.Box:
+    assert isinstance(space, spaces.Box)
     low, high = base.bounds()
     return spaces.Box(np.concatenate([space.low, low]), np.concatenate([space.high, high]), dtype=np.float32)
 
@@ -85,6 +86,8 @@ class ResidualVecEnv(VecEnvWrapper):
     """The residual interface on an ``ExecutionVecEnv`` built with ``action_mode="residual"``:
     the batched twin of ``ResidualWrapper`` (the same episodes, bit for bit)."""
 
+    venv: ExecutionVecEnv
+
     def __init__(self, venv: ExecutionVecEnv) -> None:
         if not isinstance(venv, ExecutionVecEnv):
             raise ValueError(f"venv: a residual wrapper needs an ExecutionVecEnv, got {type(venv).__name__}")
@@ -96,11 +99,13 @@ class ResidualVecEnv(VecEnvWrapper):
 
     def _with_base(self, obs: np.ndarray) -> np.ndarray:
         venv = self.venv
+        assert venv.market is not None and venv.state is not None  # after reset
         self._orders = self.base.orders(venv.market, venv.state)
         return np.concatenate([obs, self.base.features(venv.state.x, *self._orders)], axis=1)
 
     def reset(self) -> np.ndarray:
         obs = self.venv.reset()
+        assert self.venv.market is not None
         self.base.reset(self.venv.market)
         return self._with_base(obs)
 
@@ -113,6 +118,7 @@ class ResidualVecEnv(VecEnvWrapper):
             raise RuntimeError("call reset() before step()")
         a = venv._check_actions(self._actions)
         self._actions = None
+        assert venv.market is not None and venv.state is not None  # after reset
         orders = actions.orders(venv.cfg, venv.market, venv.state, a, self._orders)
         obs, rewards, dones, infos = venv.step_orders(*orders)
         zeros = np.zeros(self.base.dims, dtype=np.float32)

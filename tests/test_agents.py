@@ -18,8 +18,8 @@ from sb3_exec import agents, evaluate, make_config
 from sb3_exec.agents import DoubleDQN
 from sb3_exec.agents.ddqn import double_q_target, dqn_target
 from sb3_exec.env import ExecutionEnv
-from sb3_exec.wrappers import make_env
 from sb3_exec.train import load, train
+from sb3_exec.wrappers import make_env
 
 
 class _Fixed(th.nn.Module):
@@ -56,7 +56,7 @@ def test_ddqn_is_a_dqn_that_learns_saves_and_loads(tmp_path):
     assert isinstance(model, DoubleDQN) and isinstance(model, DQN)
     before = [p.detach().clone() for p in model.q_net.parameters()]
     model.learn(600)
-    assert any(not th.equal(a, b) for a, b in zip(before, model.q_net.parameters()))
+    assert any(not th.equal(a, b) for a, b in zip(before, model.q_net.parameters(), strict=True))
     model.save(tmp_path / "m")
     loaded = DoubleDQN.load(tmp_path / "m")
     obs = np.random.default_rng(0).uniform(0, 1, size=(32, 6)).astype(np.float32)
@@ -154,7 +154,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_train_cli_refuses_bad_values_in_one_line(args, names, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sb3_exec.train", "--agent", "ppo", *args,
                            "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          check=False, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert all(n in lines[0] for n in names), lines[0]

@@ -31,7 +31,7 @@ def test_cli_end_to_end(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--config", str(path),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for f in ("summary.csv", "episodes.csv", "report.md", "metadata.json", "config.yaml",
               "seeds.json", "learning_curves.png", "shortfall_distributions.png",
@@ -110,7 +110,7 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     assert "nan" not in table.split() and "| nan" not in report
     # a value the algorithm refuses when it is built fails before anything runs, naming the agent
     nan_lr = {**cfg.hyperparams, "ppo": {"learning_rate": float("nan")}}
-    with pytest.raises(ValueError, match="'ppo' on preset 'ac2000'.*learning rate"):
+    with pytest.raises(ValueError, match=r"'ppo' on preset 'ac2000'.*learning rate"):
         compare(dataclasses.replace(cfg, hyperparams=nan_lr, out=str(tmp_path / "g")))
     assert not (tmp_path / "g").exists()
 
@@ -167,7 +167,7 @@ def test_shipped_configs_load_and_help_runs():
     quick = load_configs(ROOT / "experiments" / "configs" / "quick.yaml")
     assert [c.preset for c in quick] == ["ac2000", "liquidity"]  # the default coverage
     proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ}, timeout=120)
+                          capture_output=True, text=True, env={**os.environ}, check=False, timeout=120)
     assert proc.returncode == 0 and "--backend" in proc.stdout and "--eval-episodes" in proc.stdout
 
 
@@ -240,7 +240,7 @@ def _one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str:
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          check=False, timeout=timeout)
 
 
 def test_a_bad_hyperparameter_fails_in_seconds_naming_it(tmp_path):
@@ -320,7 +320,7 @@ def _start_long_comparison(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]
     proc = subprocess.Popen([sys.executable, "-m", "experiments.compare", "--config", str(path),
                              "--out", str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_as_a_terminal_job)
+                            preexec_fn=_as_a_terminal_job)  # noqa: PLW1509 (on purpose: SIGINT restored in the child; no threads here)
     deadline = time.time() + 120
     while time.time() < deadline:
         kids = _children(proc.pid)

@@ -136,7 +136,7 @@ def test_the_readme_python_example_runs():
     small = code.replace("lstm.learn(20_000)", "lstm.learn(128)").replace("evaluation_seeds(2000)", "evaluation_seeds(20)")
     assert small.count("(128)") == 1 and small.count("(20)") == 1, "the README example changed: update this test"
     namespace: dict = {}
-    exec(compile(small, "README.md", "exec"), namespace)  # noqa: S102 (the README's own example)
+    exec(compile(small, "README.md", "exec"), namespace)  # the README's own example)
     by = namespace["ev"].episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
     assert list(by.columns.sort_values()) == ["ac", "greedy", "lstm", "rule", "twap"]
     np.testing.assert_allclose(by["rule"], by["ac"], rtol=1e-9)  # the rule is Almgren-Chriss's pace

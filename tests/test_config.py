@@ -57,7 +57,7 @@ def test_bad_input_names_the_field(field, value):
         make_config("seed", **{field: value})
 
 
-NUMERIC = [f for f in NOTEBOOK_DEFAULTS] + ["risk_aversion", "deadline_penalty"]
+NUMERIC = [*NOTEBOOK_DEFAULTS, "risk_aversion", "deadline_penalty"]
 
 
 @pytest.mark.parametrize("field", NUMERIC)

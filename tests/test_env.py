@@ -77,7 +77,9 @@ def test_resets_that_continue_the_sequence_equal_seeded_resets():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_same_seed_same_episode_and_unseeded_resets_reproducible(preset):
     env = ExecutionEnv(preset, action_mode="continuous")
-    act = lambda obs: np.array([np.tanh(obs[4]) * 0.5], dtype=np.float32)  # price-dependent
+    def act(obs):  # price-dependent
+        return np.array([np.tanh(obs[4]) * 0.5], dtype=np.float32)
+
     r1, i1 = run_episode(env, 11, act)
     r2, i2 = run_episode(env, 11, act)
     np.testing.assert_array_equal(r1, r2)
@@ -96,10 +98,10 @@ def test_two_policies_on_one_seed_see_the_same_market():
     env = ExecutionEnv("ac2000", action_mode="twap_multiple")
     paths = []
     for a in (0, 5, 11):
-        _, infos = run_episode(env, 3, lambda obs: a)
+        _, infos = run_episode(env, 3, lambda obs: a)  # noqa: B023 (called within this iteration)
         cum_q = np.cumsum([0.0] + [i["q_exec"] for i in infos])[:-1]
         # remove the permanent impact of earlier trades: the exogenous mid is what remains
-        paths.append([i["mid"] + env.cfg.kappa * q for i, q in zip(infos, cum_q)])
+        paths.append([i["mid"] + env.cfg.kappa * q for i, q in zip(infos, cum_q, strict=True)])
     n = min(map(len, paths))
     for p in paths[1:]:
         np.testing.assert_allclose(p[:n], paths[0][:n], rtol=1e-12)
@@ -115,8 +117,8 @@ def test_rewards_sum_to_the_episode_objective(preset, mode, reward):
         rewards, infos = run_episode(env, seed, lambda obs: random_action(env.action_space, rng))
         key = "objective_bps" if reward == "shortfall" else "schedule_objective_bps"
         assert rewards.sum() == pytest.approx(-infos[-1][key], rel=1e-9, abs=1e-9)
-        assert all(STEP_KEYS <= set(i) for i in infos)
-        assert LAST_KEYS <= set(infos[-1])  # one-step episodes too
+        assert all(set(i) >= STEP_KEYS for i in infos)
+        assert set(infos[-1]) >= LAST_KEYS  # one-step episodes too
         if len(infos) > 1:
             assert not (LAST_KEYS & set(infos[0]))
         assert infos[-1]["q_rem"] == 0.0

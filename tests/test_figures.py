@@ -7,8 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.figures import (clusters, frontier_bps, inside_fences, policy_groups, spread_out,
-                                 zoom_policies, zoom_reference)
+from experiments.figures import (
+    clusters,
+    frontier_bps,
+    inside_fences,
+    policy_groups,
+    spread_out,
+    zoom_policies,
+    zoom_reference,
+)
 from sb3_exec import make_config
 
 # results/quick/ac2000: mean and SD of the shortfall (bps), and the schedule objective minus TWAP
@@ -35,7 +42,7 @@ def test_policies_on_one_point_share_a_label_and_labels_do_not_overlap():
 
 def test_a_far_off_policy_does_not_set_the_axis():
     inside = inside_fences(VS_TWAP)
-    assert [p for p, keep in zip(POLICIES, inside) if not keep] == ["immediate"]
+    assert [p for p, keep in zip(POLICIES, inside, strict=True) if not keep] == ["immediate"]
 
 
 def _summary() -> pd.DataFrame:

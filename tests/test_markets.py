@@ -9,10 +9,10 @@ from scipy import optimize
 from conftest import Anticipating, RandomPolicy
 from sb3_exec import dp, evaluate
 from sb3_exec.analytic import ac_model
-from sb3_exec.planning import water_fill
 from sb3_exec.baselines import BASELINES, DP, Adaptive, Oracle, Policy
 from sb3_exec.config import make_config
 from sb3_exec.market import draw_market, volume_profile
+from sb3_exec.planning import water_fill
 from sb3_exec.rng import as_seeds
 
 
@@ -75,8 +75,10 @@ def test_water_fill_kkt_and_against_a_generic_solver():
         assert (marginal[i][q[i] <= 1e-9] >= nu - 1e-7).all()
         assert (marginal[i][q[i] >= cap[i] - 1e-9] <= nu + 1e-7).all()
     for i in np.flatnonzero(feasible)[:5]:  # a generic solver finds nothing better
-        f = lambda x, i=i: float(np.sum(a[i] * x + b[i] * x**2 + c[i] * np.abs(x) ** 1.5))
-        res = optimize.minimize(f, np.full(n, total[i] / n), bounds=list(zip(np.zeros(n), cap[i])),
+        def f(x, i=i):
+            return float(np.sum(a[i] * x + b[i] * x**2 + c[i] * np.abs(x) ** 1.5))
+
+        res = optimize.minimize(f, np.full(n, total[i] / n), bounds=list(zip(np.zeros(n), cap[i], strict=True)),
                                 constraints={"type": "eq", "fun": lambda x, i=i: x.sum() - total[i]},
                                 method="SLSQP")
         assert f(q[i]) <= res.fun + 1e-9
@@ -308,11 +310,11 @@ def test_the_convex_solve_where_slices_do_not_separate(coupling):
         cap = cfg.max_participation * market.volume[0]
 
         def f(x):  # x: the schedule as fractions of the order
-            ev = evaluate({"p": _FixedPlan(x * cfg.Q0)}, kw, seeds=[seed])
+            ev = evaluate({"p": _FixedPlan(x * cfg.Q0)}, kw, seeds=[seed])  # noqa: B023 (minimised within this iteration)
             return float(ev.episodes.schedule_objective_bps[0])
 
         plan = evaluate({"oracle": Oracle()}, kw, seeds=[seed], trajectories=True).steps.q_exec
-        bounds = list(zip(np.zeros(cfg.T), cap / cfg.Q0))
+        bounds = list(zip(np.zeros(cfg.T), cap / cfg.Q0, strict=True))
         for x0 in (np.minimum(np.full(cfg.T, 1.0 / cfg.T), cap / cfg.Q0), plan.to_numpy() / cfg.Q0):
             res = optimize.minimize(f, x0, bounds=bounds, method="SLSQP",
                                     constraints={"type": "ineq", "fun": lambda x: 1.0 - x.sum()},

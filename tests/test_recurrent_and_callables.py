@@ -58,7 +58,7 @@ def single_env_episodes(model: RecurrentPPO, seeds: list[int], carry: bool = Tru
 def test_a_recurrent_policy_equals_the_single_env_with_its_state_carried(lstm):
     single = single_env_episodes(lstm, SEEDS)
     # a batch of one episode: the same float32 network calls as the single env, the same numbers
-    for seed, want in zip(SEEDS, single):
+    for seed, want in zip(SEEDS, single, strict=True):
         one = evaluate({"lstm": lstm}, MARKET, [seed]).episodes.schedule_objective_bps.iloc[0]
         assert abs(one - want) <= 1e-9, (seed, one, want)
     # all episodes in one batch: the float32 LSTM on a batch of 6 differs from 6 batches of one in

@@ -3,10 +3,9 @@ default, or any causal baseline), one implementation for the wrappers and ``eval
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
-
-import gymnasium as gym
 
 import sb3_exec
 from sb3_exec import ExecutionEnv, make_config, make_env, make_vec_env

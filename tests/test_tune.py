@@ -54,7 +54,7 @@ def test_save_writes_into_the_agent_yaml(tmp_path, monkeypatch):
 
 def test_cli_help_and_bad_input():
     proc = subprocess.run([sys.executable, "-m", "experiments.tune", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0 and "--trials" in proc.stdout and "optuna-dashboard" in proc.stdout
     with pytest.raises(ValueError, match="trials"):
         tune("dqn", "ac2000", trials=0)
@@ -64,7 +64,7 @@ def test_cli_help_and_bad_input():
     for args, names in ((["--trials", "0"], ("--trials", "got 0")),
                         (["--timesteps", "0"], ("--timesteps", "got 0")),
                         (["--n-validation", "0"], ("--n-validation", "got 0"))):
-        proc = subprocess.run(base + args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(base + args, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
         assert all(n in lines[0] for n in names), lines[0]

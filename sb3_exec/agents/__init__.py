@@ -16,7 +16,7 @@ import copy
 import difflib
 import inspect
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def _check_agent(name: str) -> AgentSpec:
     return AGENTS[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_yaml(name: str) -> dict[str, Any]:
     with open(HYPERPARAMS_DIR / f"{name}.yml") as f:
         return yaml.safe_load(f) or {}

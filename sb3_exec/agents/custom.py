@@ -292,7 +292,7 @@ def parse(entry: Any, where: str, preset: str | None = None,
     class or factory (imported), the interface, the hyperparameters' names and, given a
     ``preset``, the env options on it. ``where`` names the entry in errors (``agents[1]``)."""
     if not isinstance(entry, Mapping):  # a ValueError: compare reports those in one line
-        raise ValueError(f"{where}: an agent is a registered name or a mapping with name, "  # noqa: TRY004
+        raise ValueError(f"{where}: an agent is a registered name or a mapping with name, "
                          f"action_mode and algo or factory; got {entry!r}")
     name = entry.get("name")
     if not isinstance(name, str) or not NAME.match(name):
@@ -362,7 +362,7 @@ def split_agents(entries: Any, key: str = "agents", preset: str | None = None,
     on ``preset`` if given: ``parse``); a name defined twice is refused. Strings are names of
     registered or defined agents (``experiments.compare`` checks them)."""
     if not isinstance(entries, Sequence) or isinstance(entries, str):
-        raise ValueError(f"{key}: a list of agent names and definitions, got {entries!r}")  # noqa: TRY004
+        raise ValueError(f"{key}: a list of agent names and definitions, got {entries!r}")
     names: list[str] = []
     defs: dict[str, AgentDef] = {}
     for i, entry in enumerate(entries):
