@@ -192,7 +192,7 @@ def test_from_scratch_agents_on_liquidity_act_on_the_pace_interface(name, mode):
     # the same as the model stepping the single env it was trained in, episode by episode (to
     # float32's last bits: the network's output for a batch and for one observation may differ there)
     env = gym.make(sb3_exec.ENV_ID, **model.exec_env_kwargs)
-    for seed, objective in zip(ev.episodes.seed, ev.episodes.schedule_objective_bps):
+    for seed, objective in zip(ev.episodes.seed, ev.episodes.schedule_objective_bps, strict=True):
         obs, _ = env.reset(seed=int(seed))
         total, done = 0.0, False
         while not done:
