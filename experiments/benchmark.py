@@ -39,12 +39,14 @@ def _best(fn: Callable[[], float], repeats: int) -> float:
 
 def _one_at_a_time(env: Any, n: int, repeats: int) -> float:
     """Steps per second of an env stepped one step at a time with action 0 (resets included)."""
+
     def run() -> float:
         start = time.perf_counter()
         for _ in range(n):
             if env.step(0)[2]:
                 env.reset()
         return time.perf_counter() - start
+
     return n / _best(run, repeats)
 
 
@@ -78,15 +80,18 @@ def vec_env_steps_per_s(batch: int, n: int, repeats: int) -> float:
         for _ in range(calls):
             env.step(actions)
         return time.perf_counter() - start
+
     return calls * batch / _best(run, repeats)
 
 
 def evaluator_seconds(episodes: int, repeats: int) -> float:
     """Seconds for ``evaluate`` of every baseline over ``episodes`` seeded episodes."""
+
     def run() -> float:
         start = time.perf_counter()
         evaluate({b: b for b in CLASSICAL}, {"preset": PRESET}, seeds=range(episodes))
         return time.perf_counter() - start
+
     return _best(run, repeats)
 
 
@@ -131,12 +136,17 @@ def run_all(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
     res: dict[str, Any] = {"notebook_steps_per_s": notebook_steps_per_s(n // 4, repeats)}
     res["single_env_steps_per_s"] = single_env_steps_per_s(n // 4, repeats)
     res["single_env_default_wrappers_steps_per_s"] = single_env_steps_per_s(n // 4, repeats, True)
-    res["vec_env_steps_per_s"] = {b: vec_env_steps_per_s(b, n * (10 if b >= 1024 else 1), repeats)
-                                  for b in (1, 64, 1024, 4096)}
+    res["vec_env_steps_per_s"] = {
+        b: vec_env_steps_per_s(b, n * (10 if b >= 1024 else 1), repeats) for b in (1, 64, 1024, 4096)
+    }
     episodes = 1_000 if quick else 10_000
     secs = evaluator_seconds(episodes, repeats)
-    res["evaluator"] = {"policies": len(CLASSICAL), "episodes": episodes, "seconds": secs,
-                        "episodes_per_s": len(CLASSICAL) * episodes / secs}
+    res["evaluator"] = {
+        "policies": len(CLASSICAL),
+        "episodes": episodes,
+        "seconds": secs,
+        "episodes_per_s": len(CLASSICAL) * episodes / secs,
+    }
     budget = {"ppo": 2_000 if quick else 50_000, "dqn": 500 if quick else 10_000}
     res["training_env_share"] = {a: env_share_of_training(a, t) for a, t in budget.items()}
     ref = res["notebook_steps_per_s"]
@@ -152,18 +162,29 @@ def run_all(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
 def table(res: dict[str, Any]) -> str:
     """The results as an aligned text table, every speed also as a ratio to the notebook."""
     ref, ratios = res["notebook_steps_per_s"], res["ratios"]
-    rows = [("notebook loop (reference)", f"{ref:,.0f} steps/s", "1.00x"),
-            ("ExecutionEnv via gymnasium.make", f"{res['single_env_steps_per_s']:,.0f} steps/s",
-             f"{ratios['single_env']:.2f}x"),
-            ("  the same in gymnasium's default wrappers",
-             f"{res['single_env_default_wrappers_steps_per_s']:,.0f} steps/s",
-             f"{ratios['single_env_default_wrappers']:.2f}x")]
+    rows = [
+        ("notebook loop (reference)", f"{ref:,.0f} steps/s", "1.00x"),
+        (
+            "ExecutionEnv via gymnasium.make",
+            f"{res['single_env_steps_per_s']:,.0f} steps/s",
+            f"{ratios['single_env']:.2f}x",
+        ),
+        (
+            "  the same in gymnasium's default wrappers",
+            f"{res['single_env_default_wrappers_steps_per_s']:,.0f} steps/s",
+            f"{ratios['single_env_default_wrappers']:.2f}x",
+        ),
+    ]
     for b, v in res["vec_env_steps_per_s"].items():
         rows.append((f"ExecutionVecEnv B={b}", f"{v:,.0f} env-steps/s", f"{ratios[f'vec_env_B{b}']:.1f}x"))
     ev = res["evaluator"]
-    rows.append((f"evaluate: {ev['policies']} baselines x {ev['episodes']:,} episodes",
-                 f"{ev['seconds']:.3f} s ({ev['episodes_per_s']:,.0f} episodes/s)",
-                 f"{ratios['evaluator']:.1f}x"))
+    rows.append(
+        (
+            f"evaluate: {ev['policies']} baselines x {ev['episodes']:,} episodes",
+            f"{ev['seconds']:.3f} s ({ev['episodes_per_s']:,.0f} episodes/s)",
+            f"{ratios['evaluator']:.1f}x",
+        )
+    )
     for agent, v in res["training_env_share"].items():
         rows.append((f"env share of {agent.upper()} training", f"{100 * v['share']:.1f}% of {v['total_s']:.1f} s", ""))
     w = max(len(r[0]) for r in rows)
@@ -173,8 +194,11 @@ def table(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m experiments.benchmark``."""
-    p = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
     p.add_argument("--repeats", type=int, default=3, help="timings per figure (best is kept)")

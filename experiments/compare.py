@@ -82,15 +82,18 @@ class CompareConfig:
         supported = baselines_for(env_cfg)
         if self.baselines is None:
             self.baselines = supported
-        self.agents, self._defined = custom.comparison_agents(self.agents, self.agent_definitions, self.preset,
-                                                              self.env_overrides)
+        self.agents, self._defined = custom.comparison_agents(
+            self.agents, self.agent_definitions, self.preset, self.env_overrides
+        )
         self.agent_definitions = [d.as_dict() for d in self._defined.values()]
         for b in self.baselines:
             if b not in BASELINES:
                 raise ValueError(f"baselines: unknown baseline {b!r}; choose from {sorted(BASELINES)}")
             if b not in supported:
-                raise ValueError(f"baselines: {b!r} does not support preset {self.preset!r} "
-                                 f"(its impact model); supported: {supported}")
+                raise ValueError(
+                    f"baselines: {b!r} does not support preset {self.preset!r} "
+                    f"(its impact model); supported: {supported}"
+                )
         if "twap" not in self.baselines:
             raise ValueError("baselines: twap is the reference of every paired comparison; keep it")
         unknown = sorted(set(self.hyperparams) - set(self.agents))
@@ -132,8 +135,10 @@ class CompareConfig:
             raise ValueError(f"{unknown[0]}: not a comparison setting; settings are {sorted(known)}")
         if overrides.get("agents") is not None and "agents" in data:  # a selection of names: the
             custom.split_agents(data["agents"], "agents")  # file's definitions, checked where they are,
-            data["agent_definitions"] = [*(data.get("agent_definitions") or []),  # stay available
-                                         *custom.definitions_in(data.pop("agents"))]
+            data["agent_definitions"] = [
+                *(data.get("agent_definitions") or []),  # stay available
+                *custom.definitions_in(data.pop("agents")),
+            ]
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
 
@@ -163,8 +168,9 @@ def preflight(cfgs: Sequence[CompareConfig]) -> None:
         for agent in cfg.agents:
             params = cfg.hyperparams.get(agent, {})
             spec = cfg.agent_spec(agent)
-            key = json.dumps([agent, spec.identity(), cfg.preset, cfg.env_overrides, params], sort_keys=True,
-                             default=str)
+            key = json.dumps(
+                [agent, spec.identity(), cfg.preset, cfg.env_overrides, params], sort_keys=True, default=str
+            )
             if key in built:
                 continue
             if isinstance(spec, custom.AgentDef):  # its errors name the entry and the field
@@ -221,9 +227,15 @@ class RunSpec:
         spec = self.agent_spec
         params = {**spec.params(self.preset), **self.hyperparams}
         budget = self.timesteps or params.get("n_timesteps")
-        identity = {"agent": self.agent, "seed": self.seed, "preset": self.preset,
-                    "env": self.env_overrides, "timesteps": budget, "params": params,
-                    "validation": self.validation_seeds}
+        identity = {
+            "agent": self.agent,
+            "seed": self.seed,
+            "preset": self.preset,
+            "env": self.env_overrides,
+            "timesteps": budget,
+            "params": params,
+            "validation": self.validation_seeds,
+        }
         if self.definition is not None:
             identity["definition"] = spec.identity()
         return json.dumps(identity, sort_keys=True, default=str)
@@ -247,9 +259,16 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         if trained(run_dir, spec.fingerprint):  # trained already; its evaluation is stale
             model, meta = load(run_dir), json.loads((run_dir / "meta.json").read_text())
         else:
-            res = train(spec.agent_spec, spec.preset, spec.seed, spec.timesteps, run_dir,
-                        n_validation=spec.validation_seeds or 0,
-                        env_overrides=spec.env_overrides, **spec.hyperparams)
+            res = train(
+                spec.agent_spec,
+                spec.preset,
+                spec.seed,
+                spec.timesteps,
+                run_dir,
+                n_validation=spec.validation_seeds or 0,
+                env_overrides=spec.env_overrides,
+                **spec.hyperparams,
+            )
             model, meta = res.model, res.meta
         # the model acts through the interface it carries; meta's action_mode serves older models
         ev = evaluate({spec.agent: model}, meta["env_kwargs"], spec.eval_seeds, trajectories=True)
@@ -260,15 +279,24 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         Path(run_dir / "episodes.csv.tmp").replace(run_dir / "episodes.csv")
         paths = ev.steps.groupby("slice")[["q_rem", "part"]].mean()
         result = {
-            "status": "ok", "agent": spec.agent, "seed": spec.seed,
-            "train_seconds": meta["train_seconds"], "timesteps": meta["timesteps"],
+            "status": "ok",
+            "agent": spec.agent,
+            "seed": spec.seed,
+            "train_seconds": meta["train_seconds"],
+            "timesteps": meta["timesteps"],
             "validation": meta["validation"],
-            "inventory": paths.q_rem.tolist(), "participation": paths.part.tolist(),
+            "inventory": paths.q_rem.tolist(),
+            "participation": paths.part.tolist(),
         }
     except Exception as exc:  # a failed run is reported, the others go on
         first = (str(exc).strip().splitlines() or [""])[0]  # one line (torch appends tensors)
-        result = {"status": "failed", "agent": spec.agent, "seed": spec.seed,
-                  "error": f"{type(exc).__name__}: {first}", "traceback": traceback.format_exc()}
+        result = {
+            "status": "failed",
+            "agent": spec.agent,
+            "seed": spec.seed,
+            "error": f"{type(exc).__name__}: {first}",
+            "traceback": traceback.format_exc(),
+        }
     result["wall_seconds"] = time.perf_counter() - start
     result["fingerprint"], result["eval_key"] = spec.fingerprint, spec.eval_key
     write_json(run_dir / "result.json", result)
@@ -286,8 +314,12 @@ def _stored_ok(run_dir: Path) -> dict[str, Any] | None:
 def trained(run_dir: Path, fingerprint: str) -> bool:
     """Whether a run finished training with the same settings (model and metadata stored)."""
     result = _stored_ok(run_dir)
-    return (result is not None and result.get("fingerprint") == fingerprint
-            and (run_dir / "model.zip").exists() and (run_dir / "meta.json").exists())
+    return (
+        result is not None
+        and result.get("fingerprint") == fingerprint
+        and (run_dir / "model.zip").exists()
+        and (run_dir / "meta.json").exists()
+    )
 
 
 def load_result(run_dir: Path, spec: RunSpec, columns: Sequence[str]) -> dict[str, Any] | None:
@@ -297,8 +329,12 @@ def load_result(run_dir: Path, spec: RunSpec, columns: Sequence[str]) -> dict[st
     of ``columns`` because an older version wrote it) is evaluated again from its stored model."""
     result = _stored_ok(run_dir)
     episodes = run_dir / "episodes.csv"
-    if (result is None or not episodes.exists() or result.get("fingerprint") != spec.fingerprint
-            or result.get("eval_key") != spec.eval_key):
+    if (
+        result is None
+        or not episodes.exists()
+        or result.get("fingerprint") != spec.fingerprint
+        or result.get("eval_key") != spec.eval_key
+    ):
         return None
     with open(episodes) as f:
         header = f.readline().strip().split(",")
@@ -351,8 +387,13 @@ def _backend_map(todo: Sequence[RunSpec], cfg: CompareConfig):
             import ray
         except ImportError as exc:
             raise SystemExit("backend ray needs Ray: pip install 'sb3-exec[ray]'") from exc
-        ray.init(address=cfg.address, num_cpus=None if cfg.address else cfg.workers,
-                 ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address=cfg.address,
+            num_cpus=None if cfg.address else cfg.workers,
+            ignore_reinit_error=True,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
         task = ray.remote(num_cpus=1)(run_one)
         pending = {task.remote(s): s for s in todo}
         try:
@@ -374,8 +415,14 @@ def _backend_map(todo: Sequence[RunSpec], cfg: CompareConfig):
 def git_commit() -> str | None:
     """The current git commit, if the code runs from a checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=False, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+            timeout=10,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -397,23 +444,38 @@ def compare(cfg: CompareConfig) -> Path:
     }
     write_json(out / "seeds.json", seeds)
     env_kwargs = {"preset": cfg.preset, **cfg.env_overrides}
-    baseline_eval = evaluate({b: b for b in cfg.baselines}, env_kwargs, seeds["evaluation"],
-                             trajectories=True)
+    baseline_eval = evaluate({b: b for b in cfg.baselines}, env_kwargs, seeds["evaluation"], trajectories=True)
     definitions = {d["name"]: d for d in cfg.agent_definitions}
     specs = [
-        RunSpec(a, s, cfg.preset, cfg.env_overrides, cfg.timesteps, cfg.hyperparams.get(a, {}),
-                seeds["validation"], seeds["evaluation"], str(out / "runs" / f"{a}_s{s}"),
-                definition=definitions.get(a))
-        for a in cfg.agents for s in seeds["training"]
+        RunSpec(
+            a,
+            s,
+            cfg.preset,
+            cfg.env_overrides,
+            cfg.timesteps,
+            cfg.hyperparams.get(a, {}),
+            seeds["validation"],
+            seeds["evaluation"],
+            str(out / "runs" / f"{a}_s{s}"),
+            definition=definitions.get(a),
+        )
+        for a in cfg.agents
+        for s in seeds["training"]
     ]
     results = execute(specs, cfg)
-    agent_episodes = [pd.read_csv(Path(s.run_dir) / "episodes.csv")
-                      for s, r in zip(specs, results, strict=True) if r["status"] == "ok"]
+    agent_episodes = [
+        pd.read_csv(Path(s.run_dir) / "episodes.csv")
+        for s, r in zip(specs, results, strict=True)
+        if r["status"] == "ok"
+    ]
     summary, episodes = summarize(baseline_eval, agent_episodes, results)
     meta = {
-        "config": dataclasses.asdict(cfg), "resolved_env": dataclasses.asdict(baseline_eval.config),
+        "config": dataclasses.asdict(cfg),
+        "resolved_env": dataclasses.asdict(baseline_eval.config),
         "seeds": {k: v if k != "evaluation" else f"{len(v)} seeds in seeds.json" for k, v in seeds.items()},
-        "versions": versions(), "git_commit": git_commit(), "command": " ".join(sys.argv),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
         "runs": [{k: r.get(k) for k in ("agent", "seed", "status", "error", "train_seconds")} for r in results],
         "wall_seconds": time.perf_counter() - start,
     }
@@ -422,8 +484,7 @@ def compare(cfg: CompareConfig) -> Path:
     return out
 
 
-def load_configs(path: str | Path, parts: Sequence[str] | None = None,
-                 **overrides: Any) -> list[CompareConfig]:
+def load_configs(path: str | Path, parts: Sequence[str] | None = None, **overrides: Any) -> list[CompareConfig]:
     """The comparisons a config file describes: one, or one per entry of its ``parts`` (each
     part's settings over the file's shared ones, written to ``<out>/<part name>/``). ``parts``
     selects some by name; a ``preset`` override keeps the part of that preset (or the shared
@@ -449,13 +510,18 @@ def load_configs(path: str | Path, parts: Sequence[str] | None = None,
     for i, e in enumerate(entries):
         if "agents" in e and shared:  # a part listing its own agents may still run the shared ones
             own = {d.get("name") for d in custom.definitions_in(e["agents"])}
-            entries[i] = {**e, "agent_definitions": [d for d in shared if d.get("name") not in own]
-                          + list(e.get("agent_definitions") or [])}
+            entries[i] = {
+                **e,
+                "agent_definitions": [d for d in shared if d.get("name") not in own]
+                + list(e.get("agent_definitions") or []),
+            }
     root = Path(overrides.pop("out", None) or data.pop("out", None) or Path("results") / data.get("name", "compare"))
     if overrides.get("name"):
         root = Path("results") / overrides.pop("name")
-    return [CompareConfig.from_dict({**data, **e}, **overrides, out=str(root / e["name"]),
-                                    name=f"{root.name}/{e['name']}") for e in entries]
+    return [
+        CompareConfig.from_dict({**data, **e}, **overrides, out=str(root / e["name"]), name=f"{root.name}/{e['name']}")
+        for e in entries
+    ]
 
 
 def write_index(root: Path, order: Sequence[str] = ()) -> Path:
@@ -464,12 +530,21 @@ def write_index(root: Path, order: Sequence[str] = ()) -> Path:
     (the config file's) first, others after them by name."""
     present = {d.name: d for d in root.iterdir() if (d / "summary_table.txt").is_file()}
     names = [n for n in order if n in present] + sorted(set(present) - set(order))
-    lines = [f"# {root.name}: {len(names)} comparison{'' if len(names) == 1 else 's'}", "",
-             "Written by `python -m experiments.compare`; each part's `report.md` has the figures, "
-             "CIs and settings.", ""]
+    lines = [
+        f"# {root.name}: {len(names)} comparison{'' if len(names) == 1 else 's'}",
+        "",
+        "Written by `python -m experiments.compare`; each part's `report.md` has the figures, CIs and settings.",
+        "",
+    ]
     for name in names:
-        lines += [f"## [{name}]({name}/report.md)", "", "```",
-                  (present[name] / "summary_table.txt").read_text().rstrip(), "```", ""]
+        lines += [
+            f"## [{name}]({name}/report.md)",
+            "",
+            "```",
+            (present[name] / "summary_table.txt").read_text().rstrip(),
+            "```",
+            "",
+        ]
     path = root / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -477,18 +552,30 @@ def write_index(root: Path, order: Sequence[str] = ()) -> Path:
 
 def build_parser() -> CLIParser:
     """The command line of ``python -m experiments.compare``."""
-    p = CLIParser(prog="python -m experiments.compare", description=__doc__,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(CONFIG_DIR / "quick.yaml"),
-                   help="experiment YAML (default: experiments/configs/quick.yaml)")
+    p = CLIParser(
+        prog="python -m experiments.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        default=str(CONFIG_DIR / "quick.yaml"),
+        help="experiment YAML (default: experiments/configs/quick.yaml)",
+    )
     p.add_argument("--name", help="output folder name under results/ (or --out)")
     p.add_argument("--part", nargs="+", help="run only these parts of a multi-part config")
     p.add_argument("--preset", choices=sorted(PRESETS), help="env preset")
-    p.add_argument("--agents", nargs="*", metavar="AGENT",
-                   help=f"agents to train: registered ({', '.join(sorted(agents.AGENTS))}) or defined "
-                        "in the config file (none: a baselines-only comparison)")
-    p.add_argument("--baselines", nargs="+", choices=sorted(BASELINES),
-                   help="baselines (twap required; default: all the preset supports)")
+    p.add_argument(
+        "--agents",
+        nargs="*",
+        metavar="AGENT",
+        help=f"agents to train: registered ({', '.join(sorted(agents.AGENTS))}) or defined "
+        "in the config file (none: a baselines-only comparison)",
+    )
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=sorted(BASELINES),
+        help="baselines (twap required; default: all the preset supports)",
+    )
     p.add_argument("--seeds", type=int, help="training seeds per agent")
     p.add_argument("--timesteps", type=int, help="training budget per run (default: each agent's YAML)")
     p.add_argument("--eval-episodes", type=int, help="seeded evaluation episodes")
@@ -506,9 +593,24 @@ def configs_from(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[Comp
     value exits with one line naming it."""
     if a.name and a.out:
         p.error("--name and --out both name the output folder; give one")
-    overrides = {k: getattr(a, k) for k in ("name", "preset", "agents", "baselines", "seeds",
-                                            "timesteps", "eval_episodes", "validation_episodes",
-                                            "master_seed", "workers", "backend", "address", "out")}
+    overrides = {
+        k: getattr(a, k)
+        for k in (
+            "name",
+            "preset",
+            "agents",
+            "baselines",
+            "seeds",
+            "timesteps",
+            "eval_episodes",
+            "validation_episodes",
+            "master_seed",
+            "workers",
+            "backend",
+            "address",
+            "out",
+        )
+    }
     try:
         return load_configs(a.config, a.part, **{k: v for k, v in overrides.items() if v is not None})
     except (ValueError, OSError) as exc:
@@ -559,16 +661,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         done, n = stored_runs(current)
         finished = "".join(f"{o.name} done; " for o in outs)
-        print(f"\ninterrupted: {finished}{current.name}: {done} of {n} training runs finished "
-              f"(stored in {current.out_dir / 'runs'}); rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: {finished}{current.name}: {done} of {n} training runs finished "
+            f"(stored in {current.out_dir / 'runs'}); rerun the same command to resume",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     if "/" in cfgs[0].name:  # parts of a multi-part config: index every part on disk
         parts = read_yaml(a.config).get("parts") or []
         print(f"wrote {write_index(outs[0].parent, [e.get('name') for e in parts])}")
     if failed:
-        raise SystemExit(f"{len(failed)} of {total} runs failed (reasons above and in report.md); "
-                         "rerun the same command after fixing them: finished runs are reused")
+        raise SystemExit(
+            f"{len(failed)} of {total} runs failed (reasons above and in report.md); "
+            "rerun the same command after fixing them: finished runs are reused"
+        )
 
 
 if __name__ == "__main__":

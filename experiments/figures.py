@@ -28,8 +28,7 @@ def clusters(x: np.ndarray, y: np.ndarray, tol: Sequence[float]) -> list[list[in
     a point joins the group of any member it is that close to), in order of first appearance."""
     groups: list[list[int]] = []
     for i in range(len(x)):
-        near = [g for g in groups if any(abs(x[i] - x[j]) <= tol[0] and abs(y[i] - y[j]) <= tol[1]
-                                         for j in g)]
+        near = [g for g in groups if any(abs(x[i] - x[j]) <= tol[0] and abs(y[i] - y[j]) <= tol[1] for j in g)]
         merged = [i] + [j for g in near for j in g]
         groups = [g for g in groups if g not in near] + [sorted(merged)]
     return sorted(groups, key=lambda g: g[0])
@@ -90,8 +89,7 @@ def policy_groups(summary: pd.DataFrame) -> list[tuple[str, list[str]]]:
     agents = [p for p in names if summary.loc[p, "kind"] == "agent"]
     refs = [p for p in names if p in REFERENCES and p not in agents]
     base = [p for p in names if p not in agents and p not in refs]
-    groups = [("schedules", base), ("yardsticks: closed form, MPC, oracle, causal optimum", refs),
-              ("agents", agents)]
+    groups = [("schedules", base), ("yardsticks: closed form, MPC, oracle, causal optimum", refs), ("agents", agents)]
     return [(title, members) for title, members in groups if members]
 
 
@@ -108,8 +106,17 @@ def _policy_paths(baseline_eval: Evaluation, results: Sequence[dict[str, Any]]) 
     for r in results:
         if r["status"] == "ok":
             k = len(r["inventory"])
-            frames.append(pd.DataFrame({"policy": r["agent"], "slice": range(k), "run": r["seed"],
-                                        "q_rem": r["inventory"], "part": r["participation"]}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "policy": r["agent"],
+                        "slice": range(k),
+                        "run": r["seed"],
+                        "q_rem": r["inventory"],
+                        "part": r["participation"],
+                    }
+                )
+            )
     paths = pd.concat(frames, ignore_index=True)
     start = paths.drop_duplicates(["policy", "run"]).assign(slice=-1, q_rem=cfg.Q0, part=np.nan)
     paths = pd.concat([start, paths], ignore_index=True)
@@ -118,9 +125,13 @@ def _policy_paths(baseline_eval: Evaluation, results: Sequence[dict[str, Any]]) 
     return paths
 
 
-
-def figures(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, baseline_eval: Evaluation,
-            results: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+def figures(
+    out: Path,
+    summary: pd.DataFrame,
+    episodes: pd.DataFrame,
+    baseline_eval: Evaluation,
+    results: Sequence[dict[str, Any]],
+) -> list[tuple[str, str]]:
     """Write the PNG figures; returns (file, caption) pairs for the report."""
     import matplotlib
 
@@ -133,12 +144,19 @@ def figures(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, baseline_e
     order = list(summary.index)
 
     # learning curves with a band across training seeds
-    curves = pd.DataFrame([{"agent": r["agent"], "seed": r["seed"], **v}
-                           for r in results if r["status"] == "ok" for v in r.get("validation", [])])
+    curves = pd.DataFrame(
+        [
+            {"agent": r["agent"], "seed": r["seed"], **v}
+            for r in results
+            if r["status"] == "ok"
+            for v in r.get("validation", [])
+        ]
+    )
     if len(curves):
         fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(curves, x="timesteps", y="schedule_objective_bps", hue="agent", errorbar=("pi", 100),
-                     marker="o", ax=ax)
+        sns.lineplot(
+            curves, x="timesteps", y="schedule_objective_bps", hue="agent", errorbar=("pi", 100), marker="o", ax=ax
+        )
         twap = summary.loc["twap", "schedule_objective_bps"]
         lows = [curves.schedule_objective_bps.min()]
         if baseline_eval.optimum_bps is not None:
@@ -200,10 +218,17 @@ def _paired_differences(out: Path, summary: pd.DataFrame, plt: Any) -> tuple[str
             for i in np.flatnonzero(~inside):
                 edge = hi + pad if d[i] > hi else lo - pad
                 right = d[i] > hi
-                ax.annotate(f"{d[i]:+.0f} {'>' if right else '<'}", (edge, i), xytext=(-4 if right else 4, 0),
-                            textcoords="offset points", ha="right" if right else "left",
-                            va="center", fontsize=8, color="firebrick",
-                            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
+                ax.annotate(
+                    f"{d[i]:+.0f} {'>' if right else '<'}",
+                    (edge, i),
+                    xytext=(-4 if right else 4, 0),
+                    textcoords="offset points",
+                    ha="right" if right else "left",
+                    va="center",
+                    fontsize=8,
+                    color="firebrick",
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"),
+                )
         ax.set_xlabel(f"{title} minus TWAP (bps), 95% CI")
     if zoom:
         ref, column = zoom
@@ -211,21 +236,24 @@ def _paired_differences(out: Path, summary: pd.DataFrame, plt: Any) -> tuple[str
         _errorbars(axes[2], summary, near, column)
         axes[2].set_xlabel(f"schedule objective minus {ref} (bps), 95% CI")
         axes[2].set_title(f"up close: the {len(near)} policies near {ref}", fontsize=10)
-    return _save(fig, out / "paired_differences.png",
-                 "Paired differences to TWAP on the same episodes (negative is better; a far-off "
-                 "policy is marked at the edge)" + (f", and up close to {zoom[0]}" if zoom else ""))
+    return _save(
+        fig,
+        out / "paired_differences.png",
+        "Paired differences to TWAP on the same episodes (negative is better; a far-off "
+        "policy is marked at the edge)" + (f", and up close to {zoom[0]}" if zoom else ""),
+    )
 
 
-def _inventory_paths(out: Path, summary: pd.DataFrame, baseline_eval: Evaluation,
-                     results: Sequence[dict[str, Any]], plt: Any) -> tuple[str, str]:
+def _inventory_paths(
+    out: Path, summary: pd.DataFrame, baseline_eval: Evaluation, results: Sequence[dict[str, Any]], plt: Any
+) -> tuple[str, str]:
     """Mean inventory and participation per slice, a row per group of policies, TWAP in each."""
     from matplotlib.ticker import MaxNLocator
 
     cfg = baseline_eval.config
     paths = _policy_paths(baseline_eval, results)
     groups = policy_groups(summary)
-    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 2.9 * len(groups) + 0.4), squeeze=False,
-                             sharex="col")
+    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 2.9 * len(groups) + 0.4), squeeze=False, sharex="col")
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D", "v", "P", "X"]
     twap = paths[(paths.policy == "twap") & (paths.run == 0)]
@@ -236,8 +264,15 @@ def _inventory_paths(out: Path, summary: pd.DataFrame, baseline_eval: Evaluation
                 ax.plot(twap[x], twap[y], color="0.6", lw=3, alpha=0.5, label="twap")
             for k, policy in enumerate(members):
                 mean = paths[paths.policy == policy].groupby(x)[y].mean().dropna()
-                ax.plot(mean.index, mean.to_numpy(), ls=styles[k % len(styles)],
-                        marker=markers[k % len(markers)], markersize=4, color=f"C{k}", label=policy)
+                ax.plot(
+                    mean.index,
+                    mean.to_numpy(),
+                    ls=styles[k % len(styles)],
+                    marker=markers[k % len(markers)],
+                    markersize=4,
+                    color=f"C{k}",
+                    label=policy,
+                )
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if closed_form and "ac" not in members:
             ax_inv.plot(np.arange(cfg.T + 1), ac_model(cfg).holdings() / cfg.Q0, "k:", label="AC closed form")
@@ -247,12 +282,16 @@ def _inventory_paths(out: Path, summary: pd.DataFrame, baseline_eval: Evaluation
         ax_inv.legend(fontsize=8, ncol=2)
     axes[-1][0].set_xlabel("slices done")
     axes[-1][1].set_xlabel("slice")
-    return _save(fig, out / "inventory_paths.png",
-                 "Mean inventory and participation per slice, by group of policies (TWAP in grey)")
+    return _save(
+        fig,
+        out / "inventory_paths.png",
+        "Mean inventory and participation per slice, by group of policies (TWAP in grey)",
+    )
 
 
-def _efficient_frontier(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame,
-                        cfg: ExecConfig, plt: Any) -> tuple[str, str]:
+def _efficient_frontier(
+    out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, cfg: ExecConfig, plt: Any
+) -> tuple[str, str]:
     """Mean against SD of the shortfall; policies on one point share a label; the closed-form
     frontier only where the model is the exact Almgren-Chriss model."""
     stats_ = episodes.groupby("policy").shortfall_bps.agg(["mean", "std"]).reindex(summary.index).dropna()
@@ -271,15 +310,24 @@ def _efficient_frontier(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame
     label_y = spread_out(anchor_y, 0.055 * span[1])
     right = anchor_x < sd.min() + 0.6 * span[0]  # labels to the right, except near the right edge
     for name, x0, y0, y1, r in zip(names, anchor_x, anchor_y, label_y, right, strict=True):
-        ax.annotate(name, (x0, y0), xytext=(x0 + (0.06 if r else -0.06) * span[0], y1),
-                    ha="left" if r else "right", va="center", fontsize=8,
-                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85),
-                    arrowprops=dict(arrowstyle="-", color="0.5", lw=0.6))
+        ax.annotate(
+            name,
+            (x0, y0),
+            xytext=(x0 + (0.06 if r else -0.06) * span[0], y1),
+            ha="left" if r else "right",
+            va="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85),
+            arrowprops=dict(arrowstyle="-", color="0.5", lw=0.6),
+        )
     ax.set_xlim(sd.min() - 0.1 * span[0], sd.max() + 0.1 * span[0])
     ax.set_xlabel("SD of shortfall (bps)")
     ax.set_ylabel("mean shortfall (bps)")
-    return _save(fig, out / "efficient_frontier.png",
-                 "Mean against SD of shortfall" + (" with the closed-form frontier" if frontier is not None else ""))
+    return _save(
+        fig,
+        out / "efficient_frontier.png",
+        "Mean against SD of shortfall" + (" with the closed-form frontier" if frontier is not None else ""),
+    )
 
 
 def frontier_bps(cfg: ExecConfig) -> tuple[np.ndarray, np.ndarray] | None:
@@ -310,5 +358,13 @@ def _save(fig: Any, path: Path, caption: str) -> tuple[str, str]:
     return path.name, caption
 
 
-__all__ = ["clusters", "figures", "frontier_bps", "inside_fences", "policy_groups", "spread_out",
-           "zoom_policies", "zoom_reference"]
+__all__ = [
+    "clusters",
+    "figures",
+    "frontier_bps",
+    "inside_fences",
+    "policy_groups",
+    "spread_out",
+    "zoom_policies",
+    "zoom_reference",
+]

@@ -18,8 +18,11 @@ DEFAULT_OUT = Path(__file__).parent / "data" / "sample_bars.csv"
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
-    p = argparse.ArgumentParser(prog="python -m experiments.make_sample_bars", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.make_sample_bars",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--days", type=int, default=20, help="trading days (default 20)")
     p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV to write")

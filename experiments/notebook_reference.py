@@ -74,10 +74,17 @@ class NotebookExecEnv:
         done = (self.q_rem <= 1e-8) or (self.t >= self.T)
         if done and self.q_rem > 0:
             pen_tmp = self.eta * (self.q_rem / (self.market_vol[self.t - 1] if self.t > 0 else self.vol_mu)) * 5.0
-            worst_px = (self.p - self.half_spread - pen_tmp * self.p) if not self.buy else (
-                self.p + self.half_spread + pen_tmp * self.p)
+            worst_px = (
+                (self.p - self.half_spread - pen_tmp * self.p)
+                if not self.buy
+                else (self.p + self.half_spread + pen_tmp * self.p)
+            )
             rem_cost = ((arrival - worst_px) if not self.buy else (worst_px - arrival)) * self.q_rem
             reward += -rem_cost / max(1.0, self.Q0 * self.p0)
             self.q_rem = 0.0
-        return self._state(), float(reward), done, {
-            "q_exec": q_exec, "px_exec": float(px_exec), "mid": float(self.p), "part": float(part)}
+        return (
+            self._state(),
+            float(reward),
+            done,
+            {"q_exec": q_exec, "px_exec": float(px_exec), "mid": float(self.p), "part": float(part)},
+        )

@@ -16,22 +16,29 @@ from sb3_exec.evaluation import Evaluation
 METRICS = ("objective_bps", "schedule_objective_bps")
 
 
-def iqm_ci(values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000,
-           seed: int = 0) -> tuple[float, float, float]:
+def iqm_ci(
+    values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Interquartile mean over runs with a percentile-bootstrap CI (rliable's aggregate; with a
     single task the stratified bootstrap is the plain bootstrap over runs)."""
     values = np.asarray(values, dtype=float)
     iqm = float(stats.trim_mean(values, 0.25))
     if len(values) < 2 or np.ptp(values) == 0:
         return iqm, iqm, iqm
-    res = stats.bootstrap((values,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
-                          confidence_level=confidence, n_resamples=n_resamples,
-                          method="percentile", rng=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (values,),
+        lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return iqm, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def summarize(baseline_eval: Evaluation, agent_episodes: Sequence[pd.DataFrame],
-              results: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summarize(
+    baseline_eval: Evaluation, agent_episodes: Sequence[pd.DataFrame], results: Sequence[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The summary table (a row per policy) and every episode of every policy and run.
 
     An agent's paired statistics use, per evaluation episode, its mean over training seeds;
@@ -43,8 +50,13 @@ def summarize(baseline_eval: Evaluation, agent_episodes: Sequence[pd.DataFrame],
     if len(runs):
         numeric = [c for c in baseline_eval.episodes.columns if c not in ("policy", "seed")]
         per_episode.append(runs.groupby(["policy", "seed"], sort=False)[numeric].mean().reset_index())
-    combined = Evaluation(pd.concat(per_episode, ignore_index=True), None, baseline_eval.config,
-                          baseline_eval.optimum_bps, baseline_eval.predicted)
+    combined = Evaluation(
+        pd.concat(per_episode, ignore_index=True),
+        None,
+        baseline_eval.config,
+        baseline_eval.optimum_bps,
+        baseline_eval.predicted,
+    )
     summary = combined.summary(reference="twap")
     if "adaptive" in summary.index:  # the strongest classical opponent: every policy paired with it
         vs = combined.summary(reference="adaptive")
@@ -52,8 +64,7 @@ def summarize(baseline_eval: Evaluation, agent_episodes: Sequence[pd.DataFrame],
         for suffix in ("", "_lo", "_hi"):
             summary[f"vs_adaptive_{m}{suffix}"] = vs[f"diff_{m}{suffix}"]
         summary[f"win_rate_vs_adaptive_{m}"] = vs[f"win_rate_{m}"]
-    summary.insert(0, "kind", ["agent" if p in set(runs.get("policy", [])) else "baseline"
-                               for p in summary.index])
+    summary.insert(0, "kind", ["agent" if p in set(runs.get("policy", [])) else "baseline" for p in summary.index])
     twap = summary.loc["twap"]
     for agent, g in runs.groupby("policy", sort=False) if len(runs) else ():
         run_means = g.groupby("run_seed")[list(METRICS)].mean()
@@ -127,19 +138,30 @@ def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.
     for policy, r in summary[summary.kind == "agent"].iterrows():
         secs = [x["train_seconds"] for x in results if x["agent"] == policy and x["status"] == "ok"]
         learning = {x["learning"] for x in results if x["agent"] == policy and "learning" in x}
-        rows.append({
-            "agent": policy,
-            "learning": ", ".join(sorted(learning)) or "n/a",
-            "runs ok": _count(r.get("runs")), "failed": _count(r.get("failed_runs")),
-            "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
-            "P(improve on TWAP)": _fmt(r, "p_improve_twap_schedule_objective_bps", 2),
-            **({"schedule vs Adaptive [95% CI]": _fmt_ci(r, "vs_adaptive_schedule_objective_bps", 3),
-                "win rate vs Adaptive": _fmt(r, "win_rate_vs_adaptive_schedule_objective_bps", 2)}
-               if "vs_adaptive_schedule_objective_bps" in summary else {}),
-            **({"regret vs causal optimum [95% CI]": _fmt_ci(r, "regret_dp_bps", 3)}
-               if "regret_dp_bps" in summary else {}),
-            "train s/run": f"{np.mean(secs):.0f}" if secs else "n/a",
-        })
+        rows.append(
+            {
+                "agent": policy,
+                "learning": ", ".join(sorted(learning)) or "n/a",
+                "runs ok": _count(r.get("runs")),
+                "failed": _count(r.get("failed_runs")),
+                "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
+                "P(improve on TWAP)": _fmt(r, "p_improve_twap_schedule_objective_bps", 2),
+                **(
+                    {
+                        "schedule vs Adaptive [95% CI]": _fmt_ci(r, "vs_adaptive_schedule_objective_bps", 3),
+                        "win rate vs Adaptive": _fmt(r, "win_rate_vs_adaptive_schedule_objective_bps", 2),
+                    }
+                    if "vs_adaptive_schedule_objective_bps" in summary
+                    else {}
+                ),
+                **(
+                    {"regret vs causal optimum [95% CI]": _fmt_ci(r, "regret_dp_bps", 3)}
+                    if "regret_dp_bps" in summary
+                    else {}
+                ),
+                "train s/run": f"{np.mean(secs):.0f}" if secs else "n/a",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -155,13 +177,17 @@ def gap_split(summary: pd.DataFrame) -> str | None:
     if gap <= 1e-9:
         return None
     dp_row = summary.loc["dp"]
-    text = (f"Of the TWAP-to-oracle gap of {gap:.3f} bps, {twap - dp:.3f} bps ({100 * (twap - dp) / gap:.1f}%) "
-            f"is reachable by a causal policy (TWAP to the causal optimum, `dp`) and {dp - oracle:.3f} bps "
-            f"({100 * (dp - oracle) / gap:.1f}%) is the value of foresight (the optimum to the oracle, "
-            f"which knows the episode's liquidity in advance).")
+    text = (
+        f"Of the TWAP-to-oracle gap of {gap:.3f} bps, {twap - dp:.3f} bps ({100 * (twap - dp) / gap:.1f}%) "
+        f"is reachable by a causal policy (TWAP to the causal optimum, `dp`) and {dp - oracle:.3f} bps "
+        f"({100 * (dp - oracle) / gap:.1f}%) is the value of foresight (the optimum to the oracle, "
+        f"which knows the episode's liquidity in advance)."
+    )
     if pd.notna(dp_row.get("predicted_schedule_objective_bps")):
-        text += (f" The DP predicts its own mean at {dp_row['predicted_schedule_objective_bps']:.3f} bps; "
-                 f"simulated: {_fmt_ci(dp_row, m, 3)} bps.")
+        text += (
+            f" The DP predicts its own mean at {dp_row['predicted_schedule_objective_bps']:.3f} bps; "
+            f"simulated: {_fmt_ci(dp_row, m, 3)} bps."
+        )
     return text
 
 
@@ -169,8 +195,11 @@ def defined_agents(definitions: Sequence[dict[str, Any]]) -> list[str]:
     """Report lines naming the agents the config defines (class or factory, interface), if any."""
     if not definitions:
         return []
-    items = [f"`{d['name']}`: `{d.get('algo') or d.get('factory')}` on `{d['action_mode']}`"
-             + (f" ({d['description']})" if d.get("description") else "") for d in definitions]
+    items = [
+        f"`{d['name']}`: `{d.get('algo') or d.get('factory')}` on `{d['action_mode']}`"
+        + (f" ({d['description']})" if d.get("description") else "")
+        for d in definitions
+    ]
     return ["Agents defined in the config: " + "; ".join(items) + ".", ""]
 
 
@@ -182,9 +211,15 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, cfg: Any, summary: pd.DataFrame, episodes: pd.DataFrame,
-                  baseline_eval: Evaluation, results: Sequence[dict[str, Any]],
-                  meta: dict[str, Any]) -> None:
+def write_outputs(
+    out: Path,
+    cfg: Any,
+    summary: pd.DataFrame,
+    episodes: pd.DataFrame,
+    baseline_eval: Evaluation,
+    results: Sequence[dict[str, Any]],
+    meta: dict[str, Any],
+) -> None:
     """summary.csv, episodes.csv, figures, report.md and a console table."""
     _atomic_csv(summary.reset_index(), out / "summary.csv")
     _atomic_csv(episodes, out / "episodes.csv")
@@ -221,19 +256,30 @@ def write_outputs(out: Path, cfg: Any, summary: pd.DataFrame, episodes: pd.DataF
     if split:
         lines += [split, ""]
     if len(agents_):
-        lines += ["## Agents over training seeds", "",
-                  "*Learning*: `from scratch` where the agent's action, observation and reward hold "
-                  "no baseline's or planner's output; `model-assisted` where they do (a residual on "
-                  "a baseline's trade).", "", markdown(agents_), ""]
+        lines += [
+            "## Agents over training seeds",
+            "",
+            "*Learning*: `from scratch` where the agent's action, observation and reward hold "
+            "no baseline's or planner's output; `model-assisted` where they do (a residual on "
+            "a baseline's trade).",
+            "",
+            markdown(agents_),
+            "",
+        ]
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['agent']}` seed {r['seed']}: {r['error']}" for r in failed] + [""]
     lines += ["## Figures", ""] + [f"### {cap}\n\n![{cap}]({name})\n" for name, cap in made]
-    lines += ["", f"Wall time {meta['wall_seconds']:.0f} s. TensorBoard: "
-              f"`tensorboard --logdir {out}/runs`. Full config: `config.yaml`, seeds: `seeds.json`, "
-              "versions and commit: `metadata.json`.", ""]
+    lines += [
+        "",
+        f"Wall time {meta['wall_seconds']:.0f} s. TensorBoard: "
+        f"`tensorboard --logdir {out}/runs`. Full config: `config.yaml`, seeds: `seeds.json`, "
+        "versions and commit: `metadata.json`.",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
-    (out / "summary_table.txt").write_text(table.to_string(index=False) + "\n\n" +
-                                           (agents_.to_string(index=False) if len(agents_) else ""))
+    (out / "summary_table.txt").write_text(
+        table.to_string(index=False) + "\n\n" + (agents_.to_string(index=False) if len(agents_) else "")
+    )
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
@@ -242,5 +288,14 @@ def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["agent_table", "defined_agents", "figures", "gap_split", "iqm_ci", "main_table", "markdown", "summarize",
-           "write_outputs"]
+__all__ = [
+    "agent_table",
+    "defined_agents",
+    "figures",
+    "gap_split",
+    "iqm_ci",
+    "main_table",
+    "markdown",
+    "summarize",
+    "write_outputs",
+]

@@ -57,8 +57,7 @@ def sample_params(trial: Any, agent: str, preset: str) -> dict[str, Any]:
         params["n_epochs"] = trial.suggest_int("n_epochs", 3, 20)
         params["batch_size"] = trial.suggest_categorical("batch_size", [64, 128, 256])
     if mode in BOX_MODES:
-        params["policy_kwargs"] = {"net_arch": [64, 64],
-                                   "log_std_init": trial.suggest_float("log_std_init", -3.0, 0.0)}
+        params["policy_kwargs"] = {"net_arch": [64, 64], "log_std_init": trial.suggest_float("log_std_init", -3.0, 0.0)}
     return params
 
 
@@ -91,8 +90,9 @@ def objective(trial: Any, agent: str, preset: str, timesteps: int, seeds: list[i
     params = sample_params(trial, agent, preset)
     env = agents.make_env(agent, preset, seed=seed)
     model = agents.make(agent, env, seed=seed, preset=preset, **params)
-    callback = TrialEvalCallback(trial, agents.env_kwargs_for(agent, preset), seeds, eval_freq=max(1, timesteps // 5),
-                                 figure_every=0)
+    callback = TrialEvalCallback(
+        trial, agents.env_kwargs_for(agent, preset), seeds, eval_freq=max(1, timesteps // 5), figure_every=0
+    )
     model.learn(timesteps, callback=callback)
     if callback.pruned:
         raise optuna.TrialPruned()
@@ -162,42 +162,53 @@ def save_into_hyperparams(agent: str, entry: dict[str, Any]) -> Path:
     table = yaml.safe_load(path.read_text()) or {}
     for preset, params in entry.items():
         table.setdefault(preset, {}).update(params)
-    path.write_text(f"# {agent}: defaults and tuned entries (experiments.tune --save)\n"
-                    + yaml.safe_dump(table, sort_keys=False))
+    path.write_text(
+        f"# {agent}: defaults and tuned entries (experiments.tune --save)\n" + yaml.safe_dump(table, sort_keys=False)
+    )
     agents._load_yaml.cache_clear()
     return path
 
 
-def tune(agent: str, preset: str, trials: int, timesteps: int | None = None, n_validation: int = 100,
-         seed: int = 0, out: str | Path | None = None, save: bool = False) -> dict[str, Any]:
+def tune(
+    agent: str,
+    preset: str,
+    trials: int,
+    timesteps: int | None = None,
+    n_validation: int = 100,
+    seed: int = 0,
+    out: str | Path | None = None,
+    save: bool = False,
+) -> dict[str, Any]:
     """Run (or resume) the study and write the best hyperparameters; returns them."""
     try:
         import optuna
     except ImportError as exc:
-        raise SystemExit("experiments.tune needs Optuna: pip install -e \".[tune]\"") from exc
+        raise SystemExit('experiments.tune needs Optuna: pip install -e ".[tune]"') from exc
     for name, value in (("trials", trials), ("timesteps", timesteps), ("n_validation", n_validation)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    budget = int(timesteps if timesteps is not None
-                 else agents.hyperparams(agent, preset).get("n_timesteps", 30_000))
+    budget = int(timesteps if timesteps is not None else agents.hyperparams(agent, preset).get("n_timesteps", 30_000))
     out = Path(out or Path("results") / "tune" / f"{agent}_{preset}")
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=f"{agent}_{preset}", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
-        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name=f"{agent}_{preset}",
+        storage=f"sqlite:///{out / 'study.db'}",
+        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     if not study.trials:  # a new study: its first trial is the current defaults
         study.enqueue_trial(default_trial(agent, preset))
     seeds = validation_seeds(n_validation, master=seed)
-    study.optimize(lambda t: objective(t, agent, preset, budget, seeds, seed), n_trials=trials,
-                   show_progress_bar=True)
+    study.optimize(lambda t: objective(t, agent, preset, budget, seeds, seed), n_trials=trials, show_progress_bar=True)
     entry = best_yaml(study, agent, preset)
     (out / "best.yml").write_text(
         f"# best of {len(study.trials)} trials: validation schedule objective "
         f"{study.best_value:.4f} bps ({budget} steps, {n_validation} validation episodes)\n"
-        + yaml.safe_dump(entry, sort_keys=False))
+        + yaml.safe_dump(entry, sort_keys=False)
+    )
     if save:
         save_into_hyperparams(agent, entry)
     return entry
@@ -205,8 +216,9 @@ def tune(agent: str, preset: str, trials: int, timesteps: int | None = None, n_v
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m experiments.tune``."""
-    p = CLIParser(prog="python -m experiments.tune", description=__doc__,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CLIParser(
+        prog="python -m experiments.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--agent", required=True, choices=sorted(agents.AGENTS))
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--trials", type=int, default=20, help="trials to run now (default 20)")
@@ -216,8 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="study folder (default results/tune/<agent>_<preset>)")
     p.add_argument("--save", action="store_true", help="write the best into the agent's YAML")
     a = p.parse_args(argv)
-    for option, value, low in (("--trials", a.trials, 1), ("--timesteps", a.timesteps, 1),
-                               ("--n-validation", a.n_validation, 1), ("--seed", a.seed, 0)):
+    for option, value, low in (
+        ("--trials", a.trials, 1),
+        ("--timesteps", a.timesteps, 1),
+        ("--n-validation", a.n_validation, 1),
+        ("--seed", a.seed, 0),
+    ):
         if value is not None and value < low:
             p.error(f"{option} must be an integer >= {low}, got {value}")
     entry = tune(a.agent, a.preset, a.trials, a.timesteps, a.n_validation, a.seed, a.out, a.save)

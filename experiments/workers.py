@@ -64,8 +64,9 @@ def pool(fn: Callable[[T], Any], items: Iterable[T], workers: int) -> Iterator[t
     When the consumer stops early (an exception, Ctrl-C, ``close()``) the workers are terminated
     at once instead of finishing their current calls; a worker whose parent dies exits too.
     """
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                   initializer=init_worker, initargs=(os.getpid(),))
+    executor = ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=init_worker, initargs=(os.getpid(),)
+    )
     finished = False
     try:
         with _sigint_ignored():  # the workers start here: born ignoring Ctrl-C, even while importing

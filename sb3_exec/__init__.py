@@ -23,11 +23,29 @@ if ENV_ID not in gym.registry:
     # reset itself, and the tests run gymnasium's and SB3's full env checkers on every preset and
     # action mode; the two wrappers would add a fifth to each step's time (experiments.benchmark).
     # gymnasium.make(..., disable_env_checker=False) adds the checker back.
-    gym.register(id=ENV_ID, entry_point="sb3_exec.wrappers:make_env", order_enforce=False,
-                 disable_env_checker=True)
+    gym.register(id=ENV_ID, entry_point="sb3_exec.wrappers:make_env", order_enforce=False, disable_env_checker=True)
 
 __all__ = [
-    "ENV_ID", "POV", "PRESETS", "TWAP", "VWAP", "ACModel", "AlmgrenChriss", "CallablePolicy", "Evaluation", "ExecConfig",
-    "ExecutionEnv", "Immediate", "ModelPolicy", "Policy", "ac_holdings", "ac_model",
-    "analytic_optimum_bps", "evaluate", "load_run", "make_config", "make_env", "make_vec_env",
+    "ENV_ID",
+    "POV",
+    "PRESETS",
+    "TWAP",
+    "VWAP",
+    "ACModel",
+    "AlmgrenChriss",
+    "CallablePolicy",
+    "Evaluation",
+    "ExecConfig",
+    "ExecutionEnv",
+    "Immediate",
+    "ModelPolicy",
+    "Policy",
+    "ac_holdings",
+    "ac_model",
+    "analytic_optimum_bps",
+    "evaluate",
+    "load_run",
+    "make_config",
+    "make_env",
+    "make_vec_env",
 ]

@@ -64,8 +64,7 @@ class Interface:
         """Number of lit actions of a discrete interface."""
         raise NotImplementedError
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         """Shares asked for at slice ``t`` with ``x`` held; ``base``: the base policy's order;
         ``share``: ``V_t / R_t``, the slice's share of the expected remaining volume (read only
         by the interfaces that set ``needs_share``)."""
@@ -83,8 +82,7 @@ class Participation(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return cfg.action_levels
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return a * (cfg.max_participation / (cfg.action_levels - 1)) * volume
 
 
@@ -94,8 +92,7 @@ class TwapMultiple(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return len(cfg.twap_multiples)
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         slices_left = ops.maximum(cfg.T - t, 1)
         return ops.where(slices_left == 1, x, ops.lookup(cfg.twap_multiples, a) * x / slices_left)
 
@@ -107,8 +104,7 @@ class Continuous(Interface):
     name = "continuous"
     discrete = False
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         slices_left = ops.maximum(cfg.T - t, 1)
         mult = (ops.minimum(ops.maximum(a, -1.0), 1.0) + 1.0) * (0.5 * cfg.twap_multiples[-1])
         return ops.where(slices_left == 1, x, mult * x / slices_left)
@@ -123,10 +119,8 @@ class Fraction(Interface):
     discrete = False
     any_fraction = True
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return ops.where(ops.maximum(cfg.T - t, 1) == 1, x, _unit(ops, a) * x)
-
 
 
 class FractionGrid(Interface):
@@ -135,8 +129,7 @@ class FractionGrid(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return len(cfg.fraction_grid)
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return ops.where(ops.maximum(cfg.T - t, 1) == 1, x, ops.lookup(cfg.fraction_grid, a) * x)
 
     def fractions(self, cfg: ExecConfig, slices_left: int) -> np.ndarray:
@@ -148,8 +141,7 @@ class Residual(Interface):
     discrete = False
     needs_base = True
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return base * residual_multiplier(cfg, ops, a)  # the base may leave some to the deadline
 
 
@@ -157,8 +149,7 @@ class ParticipationRate(Interface):
     name = "participation_rate"
     discrete = False
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return _unit(ops, a) * cfg.max_participation * volume
 
 
@@ -169,8 +160,7 @@ class PaceMultiple(Interface):
     def levels(self, cfg: ExecConfig) -> int:
         return len(cfg.twap_multiples)
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return ops.lookup(cfg.twap_multiples, a) * x * share
 
 
@@ -179,14 +169,23 @@ class PaceContinuous(Interface):
     discrete = False
     needs_share = True
 
-    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any,
-            share: Any = 0.0) -> Any:
+    def lit(self, cfg: ExecConfig, ops: Any, a: Any, t: Any, x: Any, volume: Any, base: Any, share: Any = 0.0) -> Any:
         return _unit(ops, a) * cfg.twap_multiples[-1] * x * share
 
 
 INTERFACES: dict[str, Interface] = {
-    i.name: i for i in (Participation(), TwapMultiple(), Continuous(), Fraction(), FractionGrid(),
-                        Residual(), ParticipationRate(), PaceMultiple(), PaceContinuous())
+    i.name: i
+    for i in (
+        Participation(),
+        TwapMultiple(),
+        Continuous(),
+        Fraction(),
+        FractionGrid(),
+        Residual(),
+        ParticipationRate(),
+        PaceMultiple(),
+        PaceContinuous(),
+    )
 }
 assert tuple(INTERFACES) == ACTION_MODES, "config.ACTION_MODES names the interfaces of this table"
 BOX_MODES = tuple(name for name, i in INTERFACES.items() if not i.discrete)
@@ -229,8 +228,9 @@ def dark_order(cfg: ExecConfig, ops: Any, dark_action: Any, x: Any, base: Any = 
     return ops.lookup(cfg.dark_levels, dark_action) * x
 
 
-def orders(cfg: ExecConfig, market: Market, state: State, actions: np.ndarray,
-           base: tuple[Any, Any] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray | None]:
+def orders(
+    cfg: ExecConfig, market: Market, state: State, actions: np.ndarray, base: tuple[Any, Any] = (0.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(lit shares, dark order or None)`` for a batch of actions, ``(B,)`` ints or ``(B, k)``
     floats; ``base``: the base policy's ``(lit, dark)`` orders for ``residual``."""
     iface = interface(cfg)

@@ -68,9 +68,7 @@ class ACModel:
         """``E[IS]`` ($) of a static schedule given by its holdings ``x_0..x_N``."""
         n = -np.diff(np.asarray(holdings, dtype=np.float64))
         return float(
-            0.5 * self.gamma * self.X**2
-            + self.eps * np.abs(n).sum()
-            + self.eta_tilde / self.tau * (n**2).sum()
+            0.5 * self.gamma * self.X**2 + self.eps * np.abs(n).sum() + self.eta_tilde / self.tau * (n**2).sum()
         )
 
     def variance(self, holdings: np.ndarray) -> float:
@@ -87,8 +85,15 @@ def ac_model(cfg: ExecConfig) -> ACModel:
     """The Almgren-Chriss model of a config (exact for ``temp_impact="rate"``; other impact kinds
     are linearised, ``costs.ac_eta``)."""
     return ACModel(
-        X=cfg.Q0, N=cfg.T, tau=cfg.dt, sigma=cfg.sigma_dollars, eps=cfg.spread_bps * 1e-4 * cfg.p0,
-        eta=ac_eta(cfg), gamma=cfg.kappa, lam=cfg.risk_aversion, own_impact=cfg.own_impact,
+        X=cfg.Q0,
+        N=cfg.T,
+        tau=cfg.dt,
+        sigma=cfg.sigma_dollars,
+        eps=cfg.spread_bps * 1e-4 * cfg.p0,
+        eta=ac_eta(cfg),
+        gamma=cfg.kappa,
+        lam=cfg.risk_aversion,
+        own_impact=cfg.own_impact,
     )
 
 
@@ -100,8 +105,9 @@ def ac_holdings(cfg: ExecConfig) -> np.ndarray:
 def closed_form_exact(cfg: ExecConfig) -> bool:
     """Whether a config is the exact Almgren-Chriss linear model: impact linear in the trading
     rate, no microstructure noise, constant liquidity, no participation penalty."""
-    stochastic_liquidity = (cfg.vol_sd > 0 or cfg.volume_model != "normal" or cfg.volume_u_shape > 0
-                            or cfg.spread_model != "constant")
+    stochastic_liquidity = (
+        cfg.vol_sd > 0 or cfg.volume_model != "normal" or cfg.volume_u_shape > 0 or cfg.spread_model != "constant"
+    )
     penalties = cfg.aggressiveness_penalty > 0 or cfg.participation_change_penalty > 0
     return cfg.temp_impact == "rate" and cfg.noise_sd == 0 and not stochastic_liquidity and not penalties
 
@@ -122,8 +128,9 @@ def analytic_optimum_bps(cfg: ExecConfig) -> float | None:
     return model.objective(x) / cfg.notional * 1e4
 
 
-def grid_floor_pct(cfg: ExecConfig, action_mode: str | None = None, brute_force_limit: int = 2_000_000,
-                   grid_points: int = 20_001) -> float:
+def grid_floor_pct(
+    cfg: ExecConfig, action_mode: str | None = None, brute_force_limit: int = 2_000_000, grid_points: int = 20_001
+) -> float:
     """Regret (% of the analytic optimum) of the best schedule an action mode can reach.
 
     Every mode but ``participation`` trades a fraction of the inventory left (the last slice

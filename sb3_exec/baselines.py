@@ -144,8 +144,15 @@ class Oracle(Policy):
             return
         a, b, c = schedule_cost_coefficients(cfg, market.volume, market.half_spread, market.mid_sched)
         self._plan, self._dark = plan_with_deadline(
-            cfg, a, b, c, market.volume, market.mid_sched,
-            np.full(len(market), cfg.Q0), dark=market.dark if cfg.dark_venue else None)
+            cfg,
+            a,
+            b,
+            c,
+            market.volume,
+            market.mid_sched,
+            np.full(len(market), cfg.Q0),
+            dark=market.dark if cfg.dark_venue else None,
+        )
 
     def act(self, cfg: ExecConfig, market: Market, state: State) -> Any:
         rows, t = slice_view(market, state)
@@ -213,14 +220,14 @@ class DP(Policy):
         live = ~state.done & (state.t < cfg.T)
         for t in np.unique(state.t[live]).tolist():
             rows = np.flatnonzero(live & (state.t == t))
-            lit[rows], dark[rows], _ = sol.decide(t, state.x[rows], market.volume[rows, t],
-                                                  market.half_spread[rows, t], market.signal[rows, t])
+            lit[rows], dark[rows], _ = sol.decide(
+                t, state.x[rows], market.volume[rows, t], market.half_spread[rows, t], market.signal[rows, t]
+            )
         return (lit, dark) if cfg.dark_venue else lit
 
     def predicted_bps(self, cfg: ExecConfig, market: Market) -> np.ndarray:
         """The solver's own value at each episode's initial state, bps (``dp.Solution.predicted_bps``)."""
-        return self.solution(cfg).predicted_bps(market.volume[:, 0], market.half_spread[:, 0],
-                                                market.signal[:, 0])
+        return self.solution(cfg).predicted_bps(market.volume[:, 0], market.half_spread[:, 0], market.signal[:, 0])
 
 
 BASELINES: dict[str, type[Policy]] = {

@@ -24,8 +24,7 @@ from stable_baselines3.common.logger import HParam, Image, TensorBoardOutputForm
 from sb3_exec.analytic import analytic_optimum_bps
 from sb3_exec.evaluation import config_from_kwargs, evaluate
 
-EPISODE_KEYS = ("shortfall_bps", "objective_bps", "schedule_objective_bps", "completion",
-                "mean_participation")
+EPISODE_KEYS = ("shortfall_bps", "objective_bps", "schedule_objective_bps", "completion", "mean_participation")
 TB_ONLY = ("stdout", "log", "json", "csv")
 
 
@@ -66,9 +65,15 @@ class SeededEvalCallback(BaseCallback):
     :param figure_every: log the inventory figure every this many evaluations (0: never)
     """
 
-    def __init__(self, env_kwargs: Mapping[str, Any], seeds: Sequence[int], eval_freq: int = 5000,
-                 best_model_save_path: str | Path | None = None, figure_every: int = 1,
-                 verbose: int = 0) -> None:
+    def __init__(
+        self,
+        env_kwargs: Mapping[str, Any],
+        seeds: Sequence[int],
+        eval_freq: int = 5000,
+        best_model_save_path: str | Path | None = None,
+        figure_every: int = 1,
+        verbose: int = 0,
+    ) -> None:
         super().__init__(verbose)
         if eval_freq < 1:
             raise ValueError(f"eval_freq must be >= 1, got {eval_freq}")
@@ -139,8 +144,7 @@ class SeededEvalCallback(BaseCallback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        ev = evaluate({"agent": self.model, "twap": "twap", "ac": "ac"}, self.cfg,
-                      self.seeds[:1], trajectories=True)
+        ev = evaluate({"agent": self.model, "twap": "twap", "ac": "ac"}, self.cfg, self.seeds[:1], trajectories=True)
         assert ev.steps is not None  # trajectories=True
         fig, ax = plt.subplots(figsize=(5, 3))
         for name, g in ev.steps.groupby("policy", sort=False):
@@ -155,9 +159,22 @@ class SeededEvalCallback(BaseCallback):
 class HParamCallback(BaseCallback):
     """Log the algorithm's hyperparameters (SB3 ``HParam``) at the start of training."""
 
-    KEYS = ("learning_rate", "gamma", "gae_lambda", "n_steps", "batch_size", "n_epochs",
-            "ent_coef", "buffer_size", "learning_starts", "train_freq", "target_update_interval",
-            "exploration_fraction", "exploration_final_eps", "seed")
+    KEYS = (
+        "learning_rate",
+        "gamma",
+        "gae_lambda",
+        "n_steps",
+        "batch_size",
+        "n_epochs",
+        "ent_coef",
+        "buffer_size",
+        "learning_starts",
+        "train_freq",
+        "target_update_interval",
+        "exploration_fraction",
+        "exploration_final_eps",
+        "seed",
+    )
 
     def __init__(self, extra: Mapping[str, Any] | None = None, verbose: int = 0) -> None:
         super().__init__(verbose)
@@ -171,8 +188,7 @@ class HParamCallback(BaseCallback):
                 hparams[key] = value
             elif value is not None:
                 hparams[key] = str(value)
-        hparams.update({k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                        for k, v in self.extra.items()})
+        hparams.update({k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in self.extra.items()})
         metrics = {"eval/schedule_objective_bps": 0.0, "execution/objective_bps": 0.0}
         self.logger.record("hparams", HParam(hparams, metrics), exclude=TB_ONLY)
 

@@ -25,11 +25,28 @@ TEMP_IMPACTS = ("participation", "rate", "linear", "sqrt")
 VOLUME_MODELS = ("normal", "log_ar1")
 SPREAD_MODELS = ("constant", "log_ar1")
 # the fields of an agent's action interface (the rest describe the market, the order and the costs)
-INTERFACE_FIELDS = ("action_mode", "action_levels", "twap_multiples", "fraction_grid", "dark_levels",
-                    "residual_range", "residual_base", "pace_features")
+INTERFACE_FIELDS = (
+    "action_mode",
+    "action_levels",
+    "twap_multiples",
+    "fraction_grid",
+    "dark_levels",
+    "residual_range",
+    "residual_base",
+    "pace_features",
+)
 # the names of the action interfaces; ``sb3_exec.actions.INTERFACES`` defines them (and checks the names)
-ACTION_MODES = ("participation", "twap_multiple", "continuous", "fraction", "fraction_grid", "residual",
-                "participation_rate", "pace_multiple", "pace_continuous")
+ACTION_MODES = (
+    "participation",
+    "twap_multiple",
+    "continuous",
+    "fraction",
+    "fraction_grid",
+    "residual",
+    "participation_rate",
+    "pace_multiple",
+    "pace_continuous",
+)
 PACE_MODES = ("pace_multiple", "pace_continuous")  # the interfaces that need ``pace_features``
 REWARDS = ("shortfall", "schedule")
 DEFAULT_TWAP_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
@@ -323,11 +340,16 @@ def make_config(preset: str | ExecConfig = "seed", **overrides: Any) -> ExecConf
     return ExecConfig(**base)
 
 
-def _check_number(name: str, value: Any, *, low: float | None = None, low_open: bool = False,
-                   high: float | None = None, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        integer and not float(value).is_integer()
-    ):
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    integer: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     if not math.isfinite(value):
@@ -360,8 +382,10 @@ def _validate(cfg: ExecConfig) -> None:
     if cfg.action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {cfg.action_mode!r}")
     if cfg.action_mode in PACE_MODES and cfg.pace_features is not True:
-        raise ValueError(f"pace_features must be True for action_mode={cfg.action_mode!r} (it trades a "
-                         f"share of the expected remaining volume), got {cfg.pace_features!r}")
+        raise ValueError(
+            f"pace_features must be True for action_mode={cfg.action_mode!r} (it trades a "
+            f"share of the expected remaining volume), got {cfg.pace_features!r}"
+        )
     _check_number("residual_range", cfg.residual_range, low=1, low_open=True)
     if not isinstance(cfg.residual_base, str) or not cfg.residual_base:
         raise ValueError(f"residual_base must be a baseline name, got {cfg.residual_base!r}")
@@ -375,9 +399,17 @@ def _validate(cfg: ExecConfig) -> None:
         _check_number(name, getattr(cfg, name), low=0)
         if getattr(cfg, name) >= 1:
             raise ValueError(f"{name} must be < 1 (a stationary AR(1)), got {getattr(cfg, name)!r}")
-    for name in ("volume_innov_sd", "spread_innov_sd", "volume_u_shape", "aggressiveness_penalty",
-                 "participation_change_penalty", "signal_strength", "dark_share", "dark_log_sd",
-                 "dark_adverse_bps"):
+    for name in (
+        "volume_innov_sd",
+        "spread_innov_sd",
+        "volume_u_shape",
+        "aggressiveness_penalty",
+        "participation_change_penalty",
+        "signal_strength",
+        "dark_share",
+        "dark_log_sd",
+        "dark_adverse_bps",
+    ):
         _check_number(name, getattr(cfg, name), low=0)
     if cfg.temp_impact not in TEMP_IMPACTS:
         raise ValueError(f"temp_impact must be one of {TEMP_IMPACTS}, got {cfg.temp_impact!r}")
@@ -388,9 +420,7 @@ def _validate(cfg: ExecConfig) -> None:
     for m in grid:
         _check_number("twap_multiples", m, low=0)
     if len(grid) < 2 or list(grid) != sorted(set(grid)) or 0.0 not in grid or 1.0 not in grid:
-        raise ValueError(
-            f"twap_multiples must be strictly increasing, contain 0 and 1, got {grid!r}"
-        )
+        raise ValueError(f"twap_multiples must be strictly increasing, contain 0 and 1, got {grid!r}")
     dl = cfg.dark_levels
     for f in dl:
         _check_number("dark_levels", f, low=0, high=1)

@@ -117,20 +117,23 @@ def ac_eta(cfg: ExecConfig) -> float:
     return float(impact(cfg).ac_eta(cfg))
 
 
-def schedule_cost_coefficients(cfg: ExecConfig, volume: np.ndarray, half_spread: np.ndarray,
-                               mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def schedule_cost_coefficients(
+    cfg: ExecConfig, volume: np.ndarray, half_spread: np.ndarray, mid_sched: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(a, b, c)`` with the schedule cost of an episode equal to
     ``sum_t a_t q_t + b_t q_t^2 + c_t q_t^1.5`` plus a constant, for additive impact."""
     if not impact(cfg).additive:
-        raise ValueError(f"temp_impact: {cfg.temp_impact!r} is not additive in dollars; planners "
-                         f"need 'rate', 'linear' or 'sqrt'")
+        raise ValueError(
+            f"temp_impact: {cfg.temp_impact!r} is not additive in dollars; planners need 'rate', 'linear' or 'sqrt'"
+        )
     a = half_spread + cfg.sign * (cfg.p0 - mid_sched)  # the predictable drift's cost per share
     b, c = impact(cfg).coefficients(cfg, volume, permanent_pairing(cfg))
     return a, b, c
 
 
-def deadline_coefficients(cfg: ExecConfig, a: np.ndarray, b: np.ndarray,
-                          c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def deadline_coefficients(
+    cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(a, b, c)`` of the forced liquidation of what is left after the last slice, from the
     last slice's coefficients: the spread (and drift) as usual, ``deadline_penalty`` times the
     temporary impact. Its permanent-impact pairing is that of one more slice (exact without

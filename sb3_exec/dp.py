@@ -87,8 +87,15 @@ class Grid:
     dark_orders: tuple[float, ...] = DARK_MULTIPLES
 
     def __post_init__(self) -> None:
-        for name, low in (("inventory", 3), ("volume", 1), ("spread", 1), ("signal", 1), ("quadrature", 1),
-                          ("dark", 1), ("bisection", 1)):
+        for name, low in (
+            ("inventory", 3),
+            ("volume", 1),
+            ("spread", 1),
+            ("signal", 1),
+            ("quadrature", 1),
+            ("dark", 1),
+            ("bisection", 1),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -113,11 +120,15 @@ def unsupported(cfg: ExecConfig) -> str | None:
     if reason is not None:
         return reason
     if cfg.participation_change_penalty:
-        return ("participation_change_penalty: it couples the slices through the last participation, "
-                "which the DP's state (t, x, volume, spread) does not hold")
+        return (
+            "participation_change_penalty: it couples the slices through the last participation, "
+            "which the DP's state (t, x, volume, spread) does not hold"
+        )
     if cfg.signal_strength > 0 and cfg.shock_before_trade:
-        return ("shock_before_trade: with the order-flow signal the DP prices a slice's drift into "
-                "later trades only (shock_before_trade=False, as in lob)")
+        return (
+            "shock_before_trade: with the order-flow signal the DP prices a slice's drift into "
+            "later trades only (shock_before_trade=False, as in lob)"
+        )
     if cfg.signal_strength > 0 and cfg.signal_phi >= 1:
         return "signal_phi: the signal must be stationary (|phi| < 1) for the DP's grid"
     return None
@@ -139,14 +150,16 @@ def keys_weights(nodes: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.
     n = len(nodes)
     if n == 1:
         return np.zeros((*points.shape, 4), dtype=np.int64), np.concatenate(
-            [np.ones((*points.shape, 1)), np.zeros((*points.shape, 3))], axis=-1)
+            [np.ones((*points.shape, 1)), np.zeros((*points.shape, 3))], axis=-1
+        )
     h = nodes[1] - nodes[0]
     pos = (np.clip(points, nodes[0], nodes[-1]) - nodes[0]) / h
     k = np.minimum(np.floor(pos).astype(np.int64), n - 2)
     u = pos - k
     u2, u3 = u * u, u * u * u
-    w = np.stack([(-u3 + 2 * u2 - u) / 2, (3 * u3 - 5 * u2 + 2) / 2, (-3 * u3 + 4 * u2 + u) / 2,
-                  (u3 - u2) / 2], axis=-1)
+    w = np.stack(
+        [(-u3 + 2 * u2 - u) / 2, (3 * u3 - 5 * u2 + 2) / 2, (-3 * u3 + 4 * u2 + u) / 2, (u3 - u2) / 2], axis=-1
+    )
     idx = np.clip(k[..., None] + np.arange(-1, 3), 0, n - 1)
     return idx, w
 
@@ -185,23 +198,34 @@ def volume_factor(cfg: ExecConfig, grid: Grid) -> Factor:
     if cfg.volume_model == "log_ar1" and cfg.volume_innov_sd > 0:
         s2 = stationary_var(cfg.volume_phi, cfg.volume_innov_sd)
         nodes = np.linspace(-grid.span, grid.span, grid.volume) * np.sqrt(s2) if grid.volume > 1 else np.zeros(1)
-        return Factor(nodes, cfg.volume_phi, cfg.volume_innov_sd,
-                      lambda t, z: np.maximum(mean[t] * np.exp(z - 0.5 * s2), MIN_VOLUME),
-                      lambda t, v: np.log(v / mean[t]) + 0.5 * s2)
+        return Factor(
+            nodes,
+            cfg.volume_phi,
+            cfg.volume_innov_sd,
+            lambda t, z: np.maximum(mean[t] * np.exp(z - 0.5 * s2), MIN_VOLUME),
+            lambda t, v: np.log(v / mean[t]) + 0.5 * s2,
+        )
     if cfg.volume_model == "normal" and cfg.vol_sd > 0:
         nodes = np.linspace(-grid.span, grid.span, grid.volume) if grid.volume > 1 else np.zeros(1)
-        return Factor(nodes, 0.0, 1.0, lambda t, z: np.maximum(mean[t] + cfg.vol_sd * z, MIN_VOLUME),
-                      lambda t, v: (v - mean[t]) / cfg.vol_sd)
-    return Factor(np.zeros(1), 0.0, 0.0, lambda t, z: np.maximum(mean[t] + 0.0 * z, MIN_VOLUME),
-                  lambda t, v: np.zeros_like(v))
+        return Factor(
+            nodes,
+            0.0,
+            1.0,
+            lambda t, z: np.maximum(mean[t] + cfg.vol_sd * z, MIN_VOLUME),
+            lambda t, v: (v - mean[t]) / cfg.vol_sd,
+        )
+    return Factor(
+        np.zeros(1), 0.0, 0.0, lambda t, z: np.maximum(mean[t] + 0.0 * z, MIN_VOLUME), lambda t, v: np.zeros_like(v)
+    )
 
 
 def signal_factor(cfg: ExecConfig, grid: Grid) -> Factor:
     """The order-flow signal: an AR(1) with stationary variance 1, observed as it is."""
     if cfg.signal_strength > 0:
         nodes = np.linspace(-grid.span, grid.span, grid.signal) if grid.signal > 1 else np.zeros(1)
-        return Factor(nodes, cfg.signal_phi, float(np.sqrt(1 - cfg.signal_phi**2)),
-                      lambda t, s: s * 1.0, lambda t, s: s * 1.0)
+        return Factor(
+            nodes, cfg.signal_phi, float(np.sqrt(1 - cfg.signal_phi**2)), lambda t, s: s * 1.0, lambda t, s: s * 1.0
+        )
     return Factor(np.zeros(1), 0.0, 0.0, lambda t, s: 0.0 * s, lambda t, s: np.zeros_like(s))
 
 
@@ -211,8 +235,13 @@ def spread_factor(cfg: ExecConfig, grid: Grid) -> Factor:
     if cfg.spread_model == "log_ar1" and cfg.spread_innov_sd > 0:
         s2 = stationary_var(cfg.spread_phi, cfg.spread_innov_sd)
         nodes = np.linspace(-grid.span, grid.span, grid.spread) * np.sqrt(s2) if grid.spread > 1 else np.zeros(1)
-        return Factor(nodes, cfg.spread_phi, cfg.spread_innov_sd,
-                      lambda t, y: base * np.exp(y - 0.5 * s2), lambda t, h: np.log(h / base) + 0.5 * s2)
+        return Factor(
+            nodes,
+            cfg.spread_phi,
+            cfg.spread_innov_sd,
+            lambda t, y: base * np.exp(y - 0.5 * s2),
+            lambda t, h: np.log(h / base) + 0.5 * s2,
+        )
     return Factor(np.zeros(1), 0.0, 0.0, lambda t, y: base + 0.0 * y, lambda t, h: np.zeros_like(h))
 
 
@@ -250,10 +279,12 @@ def _value(values: np.ndarray, d: np.ndarray, dx: float, at: np.ndarray) -> np.n
     return np.take_along_axis(values, k, axis=-1) + dx * (rising + past)
 
 
-def _minimise(a: Any, b: Any, c: Any, x: np.ndarray, qmax: np.ndarray,
-              slope: Callable[[np.ndarray], np.ndarray], steps: int) -> np.ndarray:
+def _minimise(
+    a: Any, b: Any, c: Any, x: np.ndarray, qmax: np.ndarray, slope: Callable[[np.ndarray], np.ndarray], steps: int
+) -> np.ndarray:
     """The exact minimiser over ``0 <= q <= qmax`` of ``a q + b q^2 + c q^1.5 + C(x - q)`` for a
     convex continuation ``C`` with derivative ``slope``: bisection on the first-order condition."""
+
     def g(q: np.ndarray) -> np.ndarray:
         return a + 2 * b * q + 1.5 * c * np.sqrt(q) - slope(x - q)
 
@@ -303,8 +334,9 @@ class Solution:
             out[sl] = np.einsum("bijkx,bi,bj,bk->bx", block, wz[sl], wy[sl], ws[sl])
         return out
 
-    def decide(self, t: int, x: np.ndarray, volume: np.ndarray, half_spread: np.ndarray,
-               signal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decide(
+        self, t: int, x: np.ndarray, volume: np.ndarray, half_spread: np.ndarray, signal: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The optimal orders of episodes at slice ``t`` holding ``x`` with the slice's observed
         volume, spread and signal: ``(lit shares, dark order, value J_t of the state in $)``; the
         dark order is 0 without a dark venue. The value leaves out the constants: the permanent
@@ -314,14 +346,17 @@ class Solution:
         mid_sched = np.full_like(volume, self.cfg.p0)
         Wt = None
         if t < self.cfg.T - 1:
-            Wt = self._continuation(t, self.volume.state(t, volume), self.spread.state(t, half_spread),
-                                    self.signal.state(t, signal))
-        q, dark, value = _stage(self, t, x[:, None], volume[:, None], half_spread[:, None],
-                                mid_sched[:, None], signal[:, None], Wt)
+            Wt = self._continuation(
+                t, self.volume.state(t, volume), self.spread.state(t, half_spread), self.signal.state(t, signal)
+            )
+        q, dark, value = _stage(
+            self, t, x[:, None], volume[:, None], half_spread[:, None], mid_sched[:, None], signal[:, None], Wt
+        )
         return q[:, 0], dark[:, 0], value[:, 0]
 
-    def predicted_bps(self, volume0: np.ndarray, half_spread0: np.ndarray,
-                      signal0: np.ndarray | None = None) -> np.ndarray:
+    def predicted_bps(
+        self, volume0: np.ndarray, half_spread0: np.ndarray, signal0: np.ndarray | None = None
+    ) -> np.ndarray:
         """The solver's own value ``J_0`` at episodes' initial states (their slice-0 volume,
         spread and signal), in bps of arrival notional: the expected schedule objective of the
         optimum."""
@@ -333,8 +368,9 @@ class Solution:
 def cache_key(cfg: ExecConfig, grid: Grid) -> str:
     """What determines a solution: the model's fields (not the agent's interface) and the grid."""
     model = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in (*INTERFACE_FIELDS, "reward")}
-    blob = json.dumps({"model": model, "grid": dataclasses.asdict(grid), "version": VERSION},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"model": model, "grid": dataclasses.asdict(grid), "version": VERSION}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -381,16 +417,32 @@ def solve(cfg: ExecConfig, grid: Grid | None = None, progress: bool = False, cac
         if ns == 1 and not cfg.dark_venue:  # (nz, ny, nx), as before the signal joined
             args = [a[:, :, 0] * np.ones((1, 1, 1)) for a in (volume, half_spread, signal)]
             xs = np.broadcast_to(x, (nz, ny, nx))
-            _, _, J = _stage(sol, t, xs, args[0], args[1], np.full_like(args[0], cfg.p0), args[2],
-                             W[t, :, :, 0] if t < T - 1 else None)
+            _, _, J = _stage(
+                sol,
+                t,
+                xs,
+                args[0],
+                args[1],
+                np.full_like(args[0], cfg.p0),
+                args[2],
+                W[t, :, :, 0] if t < T - 1 else None,
+            )
             if t > 0:
                 W[t - 1, :, :, 0] = np.einsum("ai,bj,ijx->abx", Az, Ay, J)
             continue
         # the general case, flattened over the exogenous states: (nz ny ns, nx)
         flat = [np.ascontiguousarray(a).reshape(-1, 1) for a in (volume, half_spread, signal)]
         xs = np.broadcast_to(x, (len(flat[0]), nx))
-        _, _, J = _stage(sol, t, xs, flat[0], flat[1], np.full_like(flat[0], cfg.p0), flat[2],
-                         W[t].reshape(-1, nx) if t < T - 1 else None)
+        _, _, J = _stage(
+            sol,
+            t,
+            xs,
+            flat[0],
+            flat[1],
+            np.full_like(flat[0], cfg.p0),
+            flat[2],
+            W[t].reshape(-1, nx) if t < T - 1 else None,
+        )
         if t > 0:
             W[t - 1] = np.einsum("ai,bj,ck,ijkx->abcx", Az, Ay, As, J.reshape(nz, ny, ns, nx))
     sol.seconds = time.perf_counter() - start
@@ -427,34 +479,44 @@ def drift_cost(cfg: ExecConfig, signal: Any) -> Any:
     return -cfg.sign * cfg.signal_strength * cfg.p0 * cfg.sigma * np.sqrt(cfg.dt) * signal
 
 
-def _after(sol: Solution, Wt: np.ndarray | None, r: float, drift: Any,
-           deadline: tuple[Any, Any, Any]) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+def _after(
+    sol: Solution, Wt: np.ndarray | None, r: float, drift: Any, deadline: tuple[Any, Any, Any]
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     """The slope and the value of what follows a slice's trades, as functions of the shares left
     (arrays whose leading axes are ``Wt``'s, or any shape at the last slice): the continuation
     ``Wt`` plus the risk term and the drift's cost ``drift * left`` (None: no signal), or at the
     last slice the deadline liquidation with coefficients ``deadline``."""
     if Wt is None:
         ad, bd, cd = deadline
-        return (lambda left: ad + 2 * bd * left + 1.5 * cd * np.sqrt(left),
-                lambda left: ad * left + bd * left**2 + cd * left**1.5)
+        return (
+            lambda left: ad + 2 * bd * left + 1.5 * cd * np.sqrt(left),
+            lambda left: ad * left + bd * left**2 + cd * left**1.5,
+        )
     d = np.diff(Wt, axis=-1) / sol.dx
 
     def on_grid(f: Callable[..., np.ndarray], *args: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def at(left: np.ndarray) -> np.ndarray:
             flat = left.reshape((*Wt.shape[:-1], -1))
             return f(*args, sol.dx, flat).reshape(left.shape)
+
         return at
 
     slope_w, value_w = on_grid(_slope, d), on_grid(_value, Wt, d)
     if drift is None:
         return (lambda left: 2 * r * left + slope_w(left), lambda left: r * left**2 + value_w(left))
-    return (lambda left: 2 * r * left + slope_w(left) + drift,
-            lambda left: r * left**2 + value_w(left) + drift * left)
+    return (lambda left: 2 * r * left + slope_w(left) + drift, lambda left: r * left**2 + value_w(left) + drift * left)
 
 
-def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread: np.ndarray,
-           mid_sched: np.ndarray, signal: np.ndarray, Wt: np.ndarray | None,
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _stage(
+    sol: Solution,
+    t: int,
+    x: np.ndarray,
+    volume: np.ndarray,
+    half_spread: np.ndarray,
+    mid_sched: np.ndarray,
+    signal: np.ndarray,
+    Wt: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slice ``t``'s optimal orders ``(lit, dark)`` and the value ``J_t`` of states ``x`` (arrays
     that broadcast; the continuation ``Wt`` has the inventory grid on its last axis, None at the
     last slice, whose continuation is the deadline liquidation)."""
@@ -467,6 +529,7 @@ def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread
     r = cfg.risk_aversion * cfg.sigma_dollars**2 * cfg.dt
     drift = drift_cost(cfg, signal) if cfg.signal_strength > 0 and Wt is not None else None
     if cfg.dark_venue:  # the candidates and the dark nodes on two more axes
+
         def four(v: Any) -> Any:
             return None if v is None else np.asarray(v)[..., None, None]
 
@@ -481,9 +544,18 @@ def _stage(sol: Solution, t: int, x: np.ndarray, volume: np.ndarray, half_spread
     return q, np.zeros_like(q), a * q + b * q**2 + c * q**1.5 + after(left)
 
 
-def _with_dark(sol: Solution, x: np.ndarray, volume: np.ndarray, a: Any, b: Any, c: Any, qmax: np.ndarray,
-               slope: Callable[[np.ndarray], np.ndarray], after: Callable[[np.ndarray], np.ndarray],
-               mid_sched: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _with_dark(
+    sol: Solution,
+    x: np.ndarray,
+    volume: np.ndarray,
+    a: Any,
+    b: Any,
+    c: Any,
+    qmax: np.ndarray,
+    slope: Callable[[np.ndarray], np.ndarray],
+    after: Callable[[np.ndarray], np.ndarray],
+    mid_sched: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_stage`` with a dark venue: for each dark order of ``grid.dark_orders`` (and "everything")
     the lit trade that solves the expected first-order condition over the hidden liquidity's
     quadrature nodes, then the best pair by expected cost. Shapes: states ``(S, X)``; candidates
@@ -494,8 +566,9 @@ def _with_dark(sol: Solution, x: np.ndarray, volume: np.ndarray, a: Any, b: Any,
     liquidity = expected[:, :, None, None] * ratio  # (S, 1, 1, M)
     x4 = x[:, :, None, None]
     multiples = np.asarray(grid.dark_orders, dtype=np.float64)
-    orders = np.concatenate([np.broadcast_to(expected[:, :, None] * multiples, (*x.shape, len(multiples))),
-                             x[:, :, None]], axis=-1)  # (S, X, K)
+    orders = np.concatenate(
+        [np.broadcast_to(expected[:, :, None] * multiples, (*x.shape, len(multiples))), x[:, :, None]], axis=-1
+    )  # (S, X, K)
     fill = np.minimum(np.minimum(orders[..., None], liquidity), x4)  # (S, X, K, M)
     room = x4 - fill  # what the lit trade may take
     a4, b4, c4 = (np.asarray(v)[..., None, None] for v in (a, b, c))

@@ -59,8 +59,12 @@ PACE_NAMES = ("remaining_volume", "required_participation")
 PACE_LOW = np.array([0, 0], dtype=np.float32)
 PACE_HIGH = np.array([100, 100], dtype=np.float32)
 # the bounds as Python floats, for clipping
-_VOLUME_MAX, _SPREAD_MAX, _MOVE_MIN, _MOVE_MAX = (float(OBS_HIGH[2]), float(OBS_HIGH[3]),
-                                                  float(OBS_LOW[4]), float(OBS_HIGH[4]))
+_VOLUME_MAX, _SPREAD_MAX, _MOVE_MIN, _MOVE_MAX = (
+    float(OBS_HIGH[2]),
+    float(OBS_HIGH[3]),
+    float(OBS_LOW[4]),
+    float(OBS_HIGH[4]),
+)
 _SIGNAL_MIN, _SIGNAL_MAX, _LAST_VOLUME_MAX = float(LOB_LOW[0]), float(LOB_HIGH[0]), float(LOB_HIGH[2])
 _REMAINING_MAX, _REQUIRED_MAX = float(PACE_HIGH[0]), float(PACE_HIGH[1])
 
@@ -167,14 +171,32 @@ def initial_state(cfg: ExecConfig, n: int | None = None) -> State:
     """``n`` fresh episodes as arrays (or one episode as Python floats when ``n`` is None):
     the whole order left, nothing traded."""
     if n is None:
-        return cast(Any, State)(t=0, x=float(cfg.Q0), perm=0.0, cost=0.0, sched_cost=0.0, risk=0.0,
-                                penalty=0.0, forced=0.0, last_part=0.0, part_sum=0.0,
-                                done=False)  # one episode: Python floats in the array fields
+        return cast(Any, State)(
+            t=0,
+            x=float(cfg.Q0),
+            perm=0.0,
+            cost=0.0,
+            sched_cost=0.0,
+            risk=0.0,
+            penalty=0.0,
+            forced=0.0,
+            last_part=0.0,
+            part_sum=0.0,
+            done=False,
+        )  # one episode: Python floats in the array fields
     z = np.zeros(n)
     return State(
-        t=np.zeros(n, dtype=np.int64), x=np.full(n, cfg.Q0), perm=z.copy(), cost=z.copy(),
-        sched_cost=z.copy(), risk=z.copy(), penalty=z.copy(), forced=z.copy(), last_part=z.copy(),
-        part_sum=z.copy(), done=np.zeros(n, dtype=bool),
+        t=np.zeros(n, dtype=np.int64),
+        x=np.full(n, cfg.Q0),
+        perm=z.copy(),
+        cost=z.copy(),
+        sched_cost=z.copy(),
+        risk=z.copy(),
+        penalty=z.copy(),
+        forced=z.copy(),
+        last_part=z.copy(),
+        part_sum=z.copy(),
+        done=np.zeros(n, dtype=bool),
     )
 
 
@@ -202,8 +224,20 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
     minimum, maximum, where, any_ = ops.minimum, ops.maximum, ops.where, ops.any
     new = tuple.__new__  # StepResult(...) without its Python-level __new__ (the step is hot)
 
-    def trade(shares: Any, dark_order: Any, x: Any, perm: Any, last_part: Any, t_next: Any, volume: Any,
-              half_spread: Any, mid_exo: Any, noise: Any, mid_sched: Any, dark_liquidity: Any) -> StepResult:
+    def trade(
+        shares: Any,
+        dark_order: Any,
+        x: Any,
+        perm: Any,
+        last_part: Any,
+        t_next: Any,
+        volume: Any,
+        half_spread: Any,
+        mid_exo: Any,
+        noise: Any,
+        mid_sched: Any,
+        dark_liquidity: Any,
+    ) -> StepResult:
         if dark_venue:
             dark_fill = minimum(minimum(maximum(dark_order, 0.0), dark_liquidity), x)
             x = x - dark_fill
@@ -243,8 +277,10 @@ def kernel(cfg: ExecConfig, ops: Any) -> Callable[..., StepResult]:
             penalty = (aggressiveness * part * part + change_weight * change * change) * (cfg.notional / 1e4)
         else:
             penalty = part * 0.0
-        return new(StepResult, (q, px, mid, part, cost, sched, risk, penalty, dark_fill, x_after,
-                                perm_after, left, (x_after <= 0) | over))
+        return new(
+            StepResult,
+            (q, px, mid, part, cost, sched, risk, penalty, dark_fill, x_after, perm_after, left, (x_after <= 0) | over),
+        )
 
     return trade
 
@@ -259,8 +295,14 @@ def flat_index(market: Market, state: State) -> np.ndarray:
     return np.minimum(state.t, market.volume.shape[1] - 1) + market.row_offsets
 
 
-def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
-         dark_order: np.ndarray | None = None, trade: Callable[..., StepResult] | None = None) -> StepResult:
+def step(
+    cfg: ExecConfig,
+    market: Market,
+    state: State,
+    shares: np.ndarray,
+    dark_order: np.ndarray | None = None,
+    trade: Callable[..., StepResult] | None = None,
+) -> StepResult:
     """Trade one slice of every episode of a batch in place; episodes already done do nothing
     (they hold no shares, so they trade none, and their clock stops). ``dark_order``: shares
     posted in the dark venue (with ``cfg.dark_venue``)."""
@@ -268,7 +310,11 @@ def step(cfg: ExecConfig, market: Market, state: State, shares: np.ndarray,
     done = state.done
     all_active = not done.any()
     res = (trade or kernel(cfg, ARRAY))(
-        shares, 0.0 if dark_order is None else dark_order, state.x, state.perm, state.last_part,
+        shares,
+        0.0 if dark_order is None else dark_order,
+        state.x,
+        state.perm,
+        state.last_part,
         state.t + 1 if all_active else state.t + ~done,
         *(getattr(market, name).take(idx) for name in MARKET_ROW),
     )
@@ -299,8 +345,9 @@ def accumulate(state: State, res: StepResult) -> None:
     state.part_sum += res.part
 
 
-def slice_features(cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: Any,
-                   lob: tuple[Any, ...] = (), remaining: Any = None) -> tuple[Any, ...]:
+def slice_features(
+    cfg: ExecConfig, ops: Any, t: Any, volume: Any, half_spread: Any, lob: tuple[Any, ...] = (), remaining: Any = None
+) -> tuple[Any, ...]:
     """The features that depend on the slice alone, in float64, clipped to the space's bounds:
     time left, volume, spread (``volume`` and ``half_spread`` 0 after the deadline), then the
     ``LOB_NAMES`` features when ``lob`` = (signal, imbalance, last volume) is given, then, when
@@ -335,17 +382,14 @@ def observer(cfg: ExecConfig, ops: Any) -> Callable[..., tuple[Any, ...]]:
     inv_q0, sign, p0, scale = 1.0 / cfg.Q0, cfg.sign, cfg.p0, cfg.sign / cfg.price_scale
     minimum, maximum = ops.minimum, ops.maximum
 
-    def columns(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any,
-                last_part: Any) -> tuple[Any, ...]:
+    def columns(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any, last_part: Any) -> tuple[Any, ...]:
         move = minimum(maximum((mid_known - sign * perm - p0) * scale, _MOVE_MIN), _MOVE_MAX)
         return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:])
 
-    def with_pace(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any,
-                  last_part: Any) -> tuple[Any, ...]:
+    def with_pace(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any, last_part: Any) -> tuple[Any, ...]:
         move = minimum(maximum((mid_known - sign * perm - p0) * scale, _MOVE_MIN), _MOVE_MAX)
         required = minimum(x * inv_q0 * by_slice[-1], _REQUIRED_MAX)
-        return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:-1],
-                required)
+        return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:-1], required)
 
     return with_pace if cfg.pace_features else columns
 
@@ -372,8 +416,13 @@ def observe(cfg: ExecConfig, market: Market, state: State) -> np.ndarray:
         remaining = market.remaining.take(idx)
         if not live.all():
             remaining = remaining * live
-    cols = observer(cfg, ARRAY)(slice_features(cfg, ARRAY, state.t, volume, half_spread, lob, remaining),
-                                state.x, market.mid_known.take(idx), state.perm, state.last_part)
+    cols = observer(cfg, ARRAY)(
+        slice_features(cfg, ARRAY, state.t, volume, half_spread, lob, remaining),
+        state.x,
+        market.mid_known.take(idx),
+        state.perm,
+        state.last_part,
+    )
     obs = np.empty((len(idx), len(cols)), dtype=np.float32)
     for j, col in enumerate(cols):
         obs[:, j] = col
@@ -389,8 +438,7 @@ def rewarder(cfg: ExecConfig) -> Callable[[StepResult], Any]:
     return lambda res: -(res.cost + res.risk + res.penalty) * bps
 
 
-STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule_cost_step",
-                  "dark_fill")
+STEP_INFO_KEYS = ("q_exec", "px_exec", "mid", "part", "q_rem", "cost", "schedule_cost_step", "dark_fill")
 
 
 def step_info_values(res: StepResult) -> tuple[Any, ...]:
@@ -401,8 +449,16 @@ def step_info_values(res: StepResult) -> tuple[Any, ...]:
 def step_info(res: StepResult) -> dict[str, float]:
     """One episode's per-step info (a step of Python floats): ``STEP_INFO_KEYS`` with
     ``step_info_values`` (a literal, for the single env's speed; a test holds the two together)."""
-    return {"q_exec": res.q, "px_exec": res.px, "mid": res.mid, "part": res.part, "q_rem": res.x,
-            "cost": res.cost, "schedule_cost_step": res.sched_cost, "dark_fill": res.dark_fill}
+    return {
+        "q_exec": res.q,
+        "px_exec": res.px,
+        "mid": res.mid,
+        "part": res.part,
+        "q_rem": res.x,
+        "cost": res.cost,
+        "schedule_cost_step": res.sched_cost,
+        "dark_fill": res.dark_fill,
+    }
 
 
 def episode_metrics(cfg: ExecConfig, state: State, ops: Any = ARRAY) -> dict[str, Any]:

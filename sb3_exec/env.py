@@ -127,8 +127,7 @@ class ExecutionEnv(gym.Env):
 
     metadata = {"render_modes": [], "render_fps": 1}  # noqa: RUF012 (gymnasium.Env declares it a plain class attribute)
 
-    def __init__(self, preset: str | ExecConfig = "seed", render_mode: str | None = None,
-                 **overrides: Any) -> None:
+    def __init__(self, preset: str | ExecConfig = "seed", render_mode: str | None = None, **overrides: Any) -> None:
         self.cfg = make_config(preset, **overrides)
         self.preset = preset if isinstance(preset, str) else None  # the preset's name, if one
         self.render_mode = render_mode  # nothing to render; accepted for Gymnasium's API
@@ -141,7 +140,9 @@ class ExecutionEnv(gym.Env):
         self._episode_market: Market | None = None
         self._shares: list[float] | None = None  # V_t / R_t of the episode (pace interfaces)
         self._discrete = isinstance(self.action_space, spaces.Discrete)
-        self._n_actions = int(self.action_space.n) if isinstance(self.action_space, spaces.Discrete) else 0  # a plain int is checked inline
+        self._n_actions = (
+            int(self.action_space.n) if isinstance(self.action_space, spaces.Discrete) else 0
+        )  # a plain int is checked inline
         self._needs_base = self.interface.needs_base
         self._split = self.cfg.dark_venue or self.interface.needs_share  # see step
         # the model's functions with the config bound once (a step is a few microseconds)
@@ -178,12 +179,20 @@ class ExecutionEnv(gym.Env):
         after = np.zeros((n, 1))  # volume and spread read 0 after the deadline
         lob: tuple[Any, ...] = ()
         if cfg.lob_features:
-            lob = (market.signal[:, clipped], market.imbalance[:, clipped],
-                   market.volume[:, np.maximum(clipped - 1, 0)])
+            lob = (
+                market.signal[:, clipped],
+                market.imbalance[:, clipped],
+                market.volume[:, np.maximum(clipped - 1, 0)],
+            )
         by_slice = dynamics.slice_features(
-            cfg, dynamics.ARRAY, np.arange(T + 1)[None, :], np.hstack([market.volume, after]),
-            np.hstack([market.half_spread, after]), lob,
-            np.hstack([market.remaining, after]) if cfg.pace_features else None)
+            cfg,
+            dynamics.ARRAY,
+            np.arange(T + 1)[None, :],
+            np.hstack([market.volume, after]),
+            np.hstack([market.half_spread, after]),
+            lob,
+            np.hstack([market.remaining, after]) if cfg.pace_features else None,
+        )
         table = np.stack([np.broadcast_to(c, (n, T + 1)) for c in by_slice], axis=-1).tolist()
         known = np.hstack([market.mid_known, market.mid_known[:, -1:]])  # T + 1: the last slice's again
         paths = [self._as_lists(getattr(market, name)) for name in dynamics.MARKET_ROW] + [known.tolist()]
@@ -204,8 +213,9 @@ class ExecutionEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         s = self._state
         assert s is not None
-        return np.array(self._columns(self._slices[s.t], s.x, self._path[6][s.t], s.perm, s.last_part),
-                        dtype=np.float32)
+        return np.array(
+            self._columns(self._slices[s.t], s.x, self._path[6][s.t], s.perm, s.last_part), dtype=np.float32
+        )
 
     def batch_view(self) -> tuple[Market, dynamics.State]:
         """The current episode as a batch of one (``Market`` and a ``State`` copy of arrays), as
@@ -214,8 +224,19 @@ class ExecutionEnv(gym.Env):
         if s is None:
             raise RuntimeError("call reset() first")
         batch = dynamics.initial_state(self.cfg, 1)
-        for name in ("t", "x", "perm", "cost", "sched_cost", "risk", "penalty", "forced",
-                     "last_part", "part_sum", "done"):
+        for name in (
+            "t",
+            "x",
+            "perm",
+            "cost",
+            "sched_cost",
+            "risk",
+            "penalty",
+            "forced",
+            "last_part",
+            "part_sum",
+            "done",
+        ):
             getattr(batch, name)[0] = getattr(s, name)
         if self._episode_market is None:
             self._episode_market = self._batch.take(np.array([self._row]))
@@ -230,10 +251,13 @@ class ExecutionEnv(gym.Env):
         a = action if action.__class__ is int and 0 <= action < self._n_actions else self._check_action(action)
         if self._split:  # a dark venue or a pace interface: the orders as Python floats
             lit, dark_action = actions.split(cfg, a)
-            dark_order = 0.0 if dark_action is None else float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))
+            dark_order = (
+                0.0 if dark_action is None else float(actions.dark_order(cfg, dynamics.SCALAR, dark_action, s.x))
+            )
             share = 0.0 if self._shares is None else self._shares[s.t]
-            return self._advance(float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0, share)),
-                                 dark_order)
+            return self._advance(
+                float(self._lit(cfg, dynamics.SCALAR, lit, s.t, s.x, self._path[0][s.t], 0.0, share)), dark_order
+            )
         return self._advance(self._lit(cfg, dynamics.SCALAR, a, s.t, s.x, self._path[0][s.t], 0.0), 0.0)
 
     def _refuse(self) -> NoReturn:
@@ -247,7 +271,9 @@ class ExecutionEnv(gym.Env):
             f"...) or sb3_exec.wrappers.ResidualWrapper"
         )
 
-    def step_orders(self, shares: float, dark_order: float = 0.0) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step_orders(
+        self, shares: float, dark_order: float = 0.0
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trade one slice with orders in shares (``shares`` lit, ``dark_order`` in the dark
         venue): what ``step`` does after the action interface."""
         s = self._state
@@ -261,8 +287,20 @@ class ExecutionEnv(gym.Env):
         assert s is not None  # step and step_orders refuse a step before reset
         t = s.t
         volume, half_spread, mid, noise, mid_sched, dark, known = self._path  # see MARKET_ROW
-        res = self._trade(shares, dark_order, s.x, s.perm, s.last_part, t + 1, volume[t], half_spread[t],
-                          mid[t], noise[t], mid_sched[t], dark[t])
+        res = self._trade(
+            shares,
+            dark_order,
+            s.x,
+            s.perm,
+            s.last_part,
+            t + 1,
+            volume[t],
+            half_spread[t],
+            mid[t],
+            noise[t],
+            mid_sched[t],
+            dark[t],
+        )
         s.t, s.last_part, s.done = t + 1, res.part, res.terminated
         dynamics.accumulate(s, res)
         info: dict[str, Any] = dynamics.step_info(res)  # Python floats: the orders are floats
@@ -270,8 +308,7 @@ class ExecutionEnv(gym.Env):
             info.update(dynamics.episode_metrics(self.cfg, s, dynamics.SCALAR))
         # ``_observation()`` written out: a method call is 2% of a step, and the step's speed is
         # held to the notebook's loop (experiments.benchmark)
-        obs = np.array(self._columns(self._slices[t + 1], s.x, known[t + 1], s.perm, res.part),
-                       dtype=np.float32)
+        obs = np.array(self._columns(self._slices[t + 1], s.x, known[t + 1], s.perm, res.part), dtype=np.float32)
         return obs, self._reward(res), res.terminated, False, info
 
     def _check_action(self, action: Any) -> Any:

@@ -51,8 +51,7 @@ def rollout(
         if state.done.all():
             break
         out = policy.act(cfg, market, state)
-        orders = [np.asarray(o, dtype=np.float64).reshape(-1)
-                  for o in (out if isinstance(out, tuple) else (out,))]
+        orders = [np.asarray(o, dtype=np.float64).reshape(-1) for o in (out if isinstance(out, tuple) else (out,))]
         for shares in orders:
             if shares.shape != (len(market),) or not np.isfinite(shares).all():
                 raise ValueError(
@@ -63,12 +62,21 @@ def rollout(
         active = ~state.done
         res = dynamics.step(cfg, market, state, orders[0], orders[1] if len(orders) > 1 else None, trade)
         if trajectories:
-            steps.append({
-                "slice": np.full(len(market), t), "active": active, "q_exec": res.q,
-                "px_exec": res.px, "mid": res.mid, "part": res.part, "q_rem": state.x.copy(),
-                "cost": res.cost, "schedule_cost": res.sched_cost, "risk": res.risk,
-                "dark_fill": res.dark_fill * np.ones(len(market)),
-            })
+            steps.append(
+                {
+                    "slice": np.full(len(market), t),
+                    "active": active,
+                    "q_exec": res.q,
+                    "px_exec": res.px,
+                    "mid": res.mid,
+                    "part": res.part,
+                    "q_rem": state.x.copy(),
+                    "cost": res.cost,
+                    "schedule_cost": res.sched_cost,
+                    "risk": res.risk,
+                    "dark_fill": res.dark_fill * np.ones(len(market)),
+                }
+            )
     return dynamics.episode_metrics(cfg, state), steps
 
 
@@ -84,7 +92,10 @@ class Evaluation:
     predicted: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(
-        self, reference: str = "twap", confidence: float = 0.95, n_resamples: int = 2000,
+        self,
+        reference: str = "twap",
+        confidence: float = 0.95,
+        n_resamples: int = 2000,
         seed: int = 0,
     ) -> pd.DataFrame:
         """Per policy: means with bootstrap CIs, SDs, paired differences to ``reference``.
@@ -115,8 +126,7 @@ class Evaluation:
         """
         if reference not in set(self.episodes["policy"]):
             raise ValueError(
-                f"reference: {reference!r} is not an evaluated policy; have "
-                f"{sorted(set(self.episodes['policy']))}"
+                f"reference: {reference!r} is not an evaluated policy; have {sorted(set(self.episodes['policy']))}"
             )
         wide = {m: self.episodes.pivot(index="seed", columns="policy", values=m) for m in SUMMARY_METRICS}
         rng = np.random.default_rng(seed)
@@ -130,9 +140,7 @@ class Evaluation:
                 row[f"{m}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
             for m in PAIRED_METRICS:
                 diff = (wide[m][name] - wide[m][reference]).to_numpy()
-                row[f"diff_{m}"], row[f"diff_{m}_lo"], row[f"diff_{m}_hi"] = mean_ci(
-                    diff, confidence, n_resamples, rng
-                )
+                row[f"diff_{m}"], row[f"diff_{m}_lo"], row[f"diff_{m}_hi"] = mean_ci(diff, confidence, n_resamples, rng)
                 row[f"win_rate_{m}"] = float(np.mean(diff < 0) + 0.5 * np.mean(diff == 0))
                 row[f"median_diff_{m}"] = float(np.median(diff))
                 row[f"gain_loss_{m}"] = gain_loss(diff)
@@ -140,21 +148,33 @@ class Evaluation:
                     row[f"regret_{m}"] = row[m] - self.optimum_bps
                     row[f"regret_{m}_pct"] = 100 * (row[m] - self.optimum_bps) / self.optimum_bps
             sched = wide["schedule_objective_bps"]
-            if ("oracle" in sched and name not in (reference, "oracle")
-                    and sched[reference].mean() - sched["oracle"].mean() > 1e-9):  # a gap to close
+            if (
+                "oracle" in sched
+                and name not in (reference, "oracle")
+                and sched[reference].mean() - sched["oracle"].mean() > 1e-9
+            ):  # a gap to close
                 row["gap_closed_pct"], row["gap_closed_pct_lo"], row["gap_closed_pct_hi"] = gap_closed(
                     wide["schedule_objective_bps"][reference].to_numpy(),
                     wide["schedule_objective_bps"][name].to_numpy(),
-                    wide["schedule_objective_bps"]["oracle"].to_numpy(), confidence, n_resamples, rng,
+                    wide["schedule_objective_bps"]["oracle"].to_numpy(),
+                    confidence,
+                    n_resamples,
+                    rng,
                 )
             if "dp" in sched:
                 regret = (sched[name] - sched["dp"]).to_numpy()
                 row["regret_dp_bps"], row["regret_dp_bps_lo"], row["regret_dp_bps_hi"] = mean_ci(
-                    regret, confidence, n_resamples, rng_dp)
+                    regret, confidence, n_resamples, rng_dp
+                )
                 if name not in (reference, "dp") and sched[reference].mean() - sched["dp"].mean() > 1e-9:
                     row["gap_closed_dp_pct"], row["gap_closed_dp_pct_lo"], row["gap_closed_dp_pct_hi"] = gap_closed(
-                        sched[reference].to_numpy(), sched[name].to_numpy(), sched["dp"].to_numpy(),
-                        confidence, n_resamples, rng_dp)
+                        sched[reference].to_numpy(),
+                        sched[name].to_numpy(),
+                        sched["dp"].to_numpy(),
+                        confidence,
+                        n_resamples,
+                        rng_dp,
+                    )
             if name in self.predicted:
                 row["predicted_schedule_objective_bps"] = float(np.mean(self.predicted[name]))
             row["completion"] = float(self.episodes.loc[self.episodes["policy"] == name, "completion"].mean())
@@ -170,8 +190,13 @@ def mean_ci(
     if len(values) < 2 or np.ptp(values) <= 1e-12 * max(1.0, abs(mean)):
         return mean, mean, mean
     res = stats.bootstrap(
-        (values,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-        method="percentile", rng=rng, batch=max(1, 2_000_000 // len(values)),
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=rng,
+        batch=max(1, 2_000_000 // len(values)),
     )
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
@@ -185,19 +210,34 @@ def gain_loss(diff: np.ndarray) -> float:
     return float(gains.mean() / losses.mean()) if len(gains) else 0.0
 
 
-def gap_closed(reference: np.ndarray, policy: np.ndarray, oracle: np.ndarray, confidence: float,
-               n_resamples: int, rng: np.random.Generator) -> tuple[float, float, float]:
+def gap_closed(
+    reference: np.ndarray,
+    policy: np.ndarray,
+    oracle: np.ndarray,
+    confidence: float,
+    n_resamples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float, float]:
     """Share (%) of the reference-to-oracle gap a policy closes, with a paired bootstrap CI
     (episodes resampled jointly for the three policies)."""
+
     def stat(r: np.ndarray, p: np.ndarray, o: np.ndarray, axis: int = -1) -> np.ndarray:
         return 100 * (r.mean(axis) - p.mean(axis)) / (r.mean(axis) - o.mean(axis))
 
     value = float(stat(reference, policy, oracle))
     if not np.isfinite(value) or len(reference) < 2:
         return value, value, value
-    res = stats.bootstrap((reference, policy, oracle), stat, paired=True, vectorized=True,
-                          confidence_level=confidence, n_resamples=n_resamples,
-                          method="percentile", rng=rng, batch=max(1, 1_000_000 // len(reference)))
+    res = stats.bootstrap(
+        (reference, policy, oracle),
+        stat,
+        paired=True,
+        vectorized=True,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=rng,
+        batch=max(1, 1_000_000 // len(reference)),
+    )
     return value, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

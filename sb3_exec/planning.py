@@ -27,22 +27,27 @@ def unsupported(cfg: ExecConfig) -> str | None:
     or None where they can: impact additive in dollars; no permanent impact beside a dark venue;
     impact linear in the trade where slices are coupled."""
     if not impact(cfg).additive:
-        return ("temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
-                "'sqrt'); the notebook's 'participation' impact is proportional to the current price")
+        return (
+            "temp_impact: the oracle needs impact additive in dollars ('rate', 'linear', "
+            "'sqrt'); the notebook's 'participation' impact is proportional to the current price"
+        )
     if cfg.dark_venue and cfg.kappa > 0:
-        return ("kappa: with a dark venue the oracle needs no permanent impact (dark fills would "
-                "pair with earlier lit trades)")
+        return (
+            "kappa: with a dark venue the oracle needs no permanent impact (dark fills would "
+            "pair with earlier lit trades)"
+        )
     if coupled(cfg) and not impact(cfg).linear:
-        return ("temp_impact: the convex solver for coupled slices (risk term, participation-change "
-                "penalty) needs impact linear in the trade ('rate' or 'linear'), not 'sqrt'")
+        return (
+            "temp_impact: the convex solver for coupled slices (risk term, participation-change "
+            "penalty) needs impact linear in the trade ('rate' or 'linear'), not 'sqrt'"
+        )
     return None
 
 
 def coupled(cfg: ExecConfig) -> bool:
     """Whether the schedule objective couples slices beyond what the closed form solves: a
     participation-change penalty, or a risk term outside the exact Almgren-Chriss model."""
-    return bool(cfg.participation_change_penalty) or (
-        cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None)
+    return bool(cfg.participation_change_penalty) or (cfg.risk_aversion > 0 and analytic_optimum_bps(cfg) is None)
 
 
 def require_support(cfg: ExecConfig) -> None:
@@ -52,8 +57,9 @@ def require_support(cfg: ExecConfig) -> None:
         raise ValueError(reason)
 
 
-def water_fill(a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray, c: np.ndarray | None = None,
-               iterations: int = 64) -> np.ndarray:
+def water_fill(
+    a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray, c: np.ndarray | None = None, iterations: int = 64
+) -> np.ndarray:
     """Exact minimiser of ``sum_t a_t q_t + b_t q_t^2 (+ c_t q_t^1.5)`` subject to
     ``sum_t q_t = total`` and ``0 <= q_t <= cap_t``, per row (a batch of episodes).
 
@@ -113,10 +119,18 @@ def risk_schedule(cfg: ExecConfig, x: np.ndarray, t: int) -> np.ndarray:
     return x[:, None] * trades[None, :]
 
 
-def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndarray,
-                       volume: np.ndarray, mid_sched: np.ndarray, total: np.ndarray, inv_volume_sq: np.ndarray | None = None,
-                       dark: np.ndarray | None = None,
-                       past: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def plan_with_deadline(
+    cfg: ExecConfig,
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    volume: np.ndarray,
+    mid_sched: np.ndarray,
+    total: np.ndarray,
+    inv_volume_sq: np.ndarray | None = None,
+    dark: np.ndarray | None = None,
+    past: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Water-fill the slices' lit trades, their dark orders (at the mid plus adverse selection,
     capped by the dark liquidity ``dark``) and, as one more uncapped option, the deadline
     liquidation of what is left (spread plus ``deadline_penalty`` times the temporary impact at
@@ -136,8 +150,7 @@ def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndar
     if past is not None:
         lit_cap = np.where(past, 0.0, lit_cap)
         dark = None if dark is None else np.where(past, 0.0, dark)
-    cols_a, cols_b, cols_c, caps = [a, a_d[:, None]], [b, b_d[:, None]], [c, c_d[:, None]], [
-        lit_cap, total[:, None]]
+    cols_a, cols_b, cols_c, caps = [a, a_d[:, None]], [b, b_d[:, None]], [c, c_d[:, None]], [lit_cap, total[:, None]]
     if dark is not None:
         cols_a.append(cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0)
         cols_b.append(np.zeros_like(a))
@@ -147,12 +160,20 @@ def plan_with_deadline(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, c: np.ndar
     plan = water_fill(a_all, b_all, cap_all, total, np.hstack(cols_c))
     if coupled(cfg):
         plan = coupled_fill(cfg, a_all, b_all, cap_all, total, plan, volume, dark is not None)
-    return plan[:, :n], (plan[:, n + 1:] if dark is not None else np.zeros_like(a))
+    return plan[:, :n], (plan[:, n + 1 :] if dark is not None else np.zeros_like(a))
 
 
-def coupled_fill(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, cap: np.ndarray, total: np.ndarray,
-                 start: np.ndarray, volume: np.ndarray, has_dark: bool,
-                 iterations: int = 300) -> np.ndarray:
+def coupled_fill(
+    cfg: ExecConfig,
+    a: np.ndarray,
+    b: np.ndarray,
+    cap: np.ndarray,
+    total: np.ndarray,
+    start: np.ndarray,
+    volume: np.ndarray,
+    has_dark: bool,
+    iterations: int = 300,
+) -> np.ndarray:
     """The small convex solve where the problem does not separate (batched over episodes).
 
     Minimises the separable part ``sum a z + b z^2`` of the columns [lit slices | deadline |
@@ -174,13 +195,13 @@ def coupled_fill(cfg: ExecConfig, a: np.ndarray, b: np.ndarray, cap: np.ndarray,
             g[:, 1:n] += 2 * w * du * inv_v[:, 1:]
             g[:, : n - 1] -= 2 * w * du * inv_v[:, :-1]
         if r:
-            traded = z[:, :n] + (z[:, n + 1:] if has_dark else 0.0)
+            traded = z[:, :n] + (z[:, n + 1 :] if has_dark else 0.0)
             held = total[:, None] - np.cumsum(traded, axis=1)[:, : n - 1]  # after slices 0..n-2
             pull = np.zeros((len(z), n))
             pull[:, : n - 1] = -2 * r * np.cumsum(held[:, ::-1], axis=1)[:, ::-1]
             g[:, :n] += pull
             if has_dark:
-                g[:, n + 1:] += pull
+                g[:, n + 1 :] += pull
         return g
 
     lipschitz = 2 * b.max(axis=1) + 8 * w * (inv_v**2).max(axis=1) + 2 * r * n * n * (2 if has_dark else 1)
@@ -218,7 +239,7 @@ def conditional_liquidity(cfg: ExecConfig, market: Market, t: int | np.ndarray) 
         n, t0 = cfg.T - int(t), np.full(B, int(t))
         k = np.broadcast_to(np.arange(n)[None, :], (B, n))
         now = np.zeros(B, dtype=np.int64)  # the current slice's column
-        profile = np.broadcast_to(volume_profile(cfg)[int(t):][None, :], (B, n))
+        profile = np.broadcast_to(volume_profile(cfg)[int(t) :][None, :], (B, n))
     else:
         n, t0 = cfg.T, np.asarray(t, dtype=np.int64)
         k = np.maximum(np.arange(n)[None, :] - t0[:, None], 0)
@@ -255,15 +276,21 @@ def conditional_liquidity(cfg: ExecConfig, market: Market, t: int | np.ndarray) 
     later = np.concatenate([[0.0], np.cumsum(step)])  # drifts of the next 0, 1, ... slices
     added = later[k + 1] - later[1] if cfg.shock_before_trade else later[k]
     mid_sched = market.mid_sched[rows, t0][:, None] + added * market.signal[rows, t0][:, None]
-    out = {"volume": volume, "volume_low": volume_low, "inv_volume": inv_volume,
-           "half_spread": spread, "mid_sched": mid_sched}
+    out = {
+        "volume": volume,
+        "volume_low": volume_low,
+        "inv_volume": inv_volume,
+        "half_spread": spread,
+        "mid_sched": mid_sched,
+    }
     if np.ndim(t) != 0:
         out["past"] = np.arange(n)[None, :] < t0[:, None]
     return out
 
 
-def expected_dark(cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray,
-                  now: np.ndarray | None = None) -> np.ndarray:
+def expected_dark(
+    cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray, now: np.ndarray | None = None
+) -> np.ndarray:
     """The MPC's dark capacity: the mean for the slice at hand (posting more costs nothing), and
     for later slices a conservative one, one log-SD below the median (relying on hidden
     liquidity that may not come leaves inventory for the deadline). ``now``: each row's current
@@ -276,8 +303,9 @@ def expected_dark(cfg: ExecConfig, volume: np.ndarray, volume_low: np.ndarray,
     return cap
 
 
-def mpc_orders(cfg: ExecConfig, market: Market, state: State,
-               per_row: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def mpc_orders(
+    cfg: ExecConfig, market: Market, state: State, per_row: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The adaptive MPC's orders ``(lit shares, dark order or None)`` for every episode of a
     batch at its own current slice (episodes need not be in lockstep: the batched env's are not).
 
@@ -312,9 +340,16 @@ def mpc_orders(cfg: ExecConfig, market: Market, state: State,
     # expected cost of a planned trade: E[1/V] in the impact; caps at a conservative volume
     a, b, c = schedule_cost_coefficients(cfg, 1.0 / ex["inv_volume"], ex["half_spread"], ex["mid_sched"])
     lit, dark = plan_with_deadline(
-        cfg, a, b, c, ex["volume_low"], ex["mid_sched"], state.x,
+        cfg,
+        a,
+        b,
+        c,
+        ex["volume_low"],
+        ex["mid_sched"],
+        state.x,
         inv_volume_sq=ex["inv_volume"] ** 2,
         dark=expected_dark(cfg, ex["volume"], ex["volume_low"], col) if cfg.dark_venue else None,
-        past=past)
+        past=past,
+    )
     rows = np.arange(len(t))
     return lit[rows, col], (dark[rows, col] if cfg.dark_venue else None)

@@ -58,8 +58,7 @@ class ResidualBase:
             raise ValueError(f"residual_base: {name!r} sees the future; a residual needs a causal base")
         reason = base.supports(cfg)
         if reason is not None:
-            raise ValueError(f"action_mode: 'residual' acts on {name!r}, which cannot solve this "
-                             f"config ({reason})")
+            raise ValueError(f"action_mode: 'residual' acts on {name!r}, which cannot solve this config ({reason})")
         self.cfg, self.base, self.dims = cfg, base, 2 if cfg.dark_venue else 1
         self.names = RESIDUAL_NAMES[: self.dims]
 
@@ -133,8 +132,9 @@ class ModelPolicy(Policy):
     :param interface: further interface fields (``INTERFACE_FIELDS``)
     """
 
-    def __init__(self, model: Any, action_mode: str | None = None, deterministic: bool = True,
-                 **interface: Any) -> None:
+    def __init__(
+        self, model: Any, action_mode: str | None = None, deterministic: bool = True, **interface: Any
+    ) -> None:
         unknown = sorted(set(interface) - set(INTERFACE_FIELDS))
         if unknown:
             raise ValueError(f"{unknown[0]}: not an action-interface option; options are {INTERFACE_FIELDS}")
@@ -184,8 +184,9 @@ class ModelPolicy(Policy):
         if not self._stateful:
             out, _ = self.model.predict(obs, deterministic=self.deterministic)
             return out
-        out, self._hidden = self.model.predict(obs, state=self._hidden, episode_start=self._starts,
-                                               deterministic=self.deterministic)
+        out, self._hidden = self.model.predict(
+            obs, state=self._hidden, episode_start=self._starts, deterministic=self.deterministic
+        )
         self._starts = np.zeros(len(obs), dtype=bool)
         return out
 
@@ -209,8 +210,7 @@ class CallablePolicy(ModelPolicy):
     :param interface: further interface fields (``INTERFACE_FIELDS``: ``twap_multiples``...)
     """
 
-    def __init__(self, fn: Callable[[np.ndarray], Any], action_mode: str | None = None,
-                 **interface: Any) -> None:
+    def __init__(self, fn: Callable[[np.ndarray], Any], action_mode: str | None = None, **interface: Any) -> None:
         if not callable(fn):
             raise TypeError(f"policy: {fn!r} is not callable")
         super().__init__(fn, action_mode, deterministic=True, **interface)
@@ -227,13 +227,19 @@ class CallablePolicy(ModelPolicy):
             want = f"{n} integers in [0, {space.n})"
         else:
             assert space.shape is not None  # a Box
-            ok = (a.size == n * space.shape[0] and a.dtype.kind in "iuf" and bool(np.isfinite(a).all())
-                  and bool((np.abs(a) <= 1).all()))
+            ok = (
+                a.size == n * space.shape[0]
+                and a.dtype.kind in "iuf"
+                and bool(np.isfinite(a).all())
+                and bool((np.abs(a) <= 1).all())
+            )
             want = f"{n} x {space.shape[0]} floats in [-1, 1]"
         if not ok:
-            raise ValueError(f"policy: {self!r} returned actions of shape {a.shape}, dtype {a.dtype} "
-                             f"(first {a.reshape(-1)[:3].tolist()}); action_mode "
-                             f"{self._cfg.action_mode!r} takes {want} ({space})")
+            raise ValueError(
+                f"policy: {self!r} returned actions of shape {a.shape}, dtype {a.dtype} "
+                f"(first {a.reshape(-1)[:3].tolist()}); action_mode "
+                f"{self._cfg.action_mode!r} takes {want} ({space})"
+            )
         return a
 
     def __repr__(self) -> str:
@@ -252,8 +258,10 @@ def load_run(path: str | Path, deterministic: bool = True) -> ModelPolicy:
     meta = json.loads(meta_path.read_text())
     algo = meta.get("algo")
     if not algo:
-        raise ValueError(f"policy: {meta_path} names no algorithm ('algo'); it was written by an "
-                         f"older sb3_exec: load it with sb3_exec.train.load and pass the model")
+        raise ValueError(
+            f"policy: {meta_path} names no algorithm ('algo'); it was written by an "
+            f"older sb3_exec: load it with sb3_exec.train.load and pass the model"
+        )
     module, _, name = algo.partition(":")
     cls = getattr(importlib.import_module(module), name)
     model = cls.load(folder / "model.zip" if path.is_dir() else path, device="cpu")

@@ -53,10 +53,16 @@ def versions() -> dict[str, str]:
 
     import sb3_exec
 
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__,
-            "sb3_contrib": sb3_contrib.__version__, "gymnasium": gymnasium.__version__,
-            "sb3_exec": sb3_exec.__version__, "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "gymnasium": gymnasium.__version__,
+        "sb3_exec": sb3_exec.__version__,
+        "platform": platform.platform(),
+    }
 
 
 class CLIParser(argparse.ArgumentParser):
@@ -80,11 +86,18 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def train(
-    agent: str | AgentDef, preset: str = "ac2000", seed: int = 0, timesteps: int | None = None,
-    out: str | Path = "runs/train", n_validation: int | Sequence[int] = 200,
+    agent: str | AgentDef,
+    preset: str = "ac2000",
+    seed: int = 0,
+    timesteps: int | None = None,
+    out: str | Path = "runs/train",
+    n_validation: int | Sequence[int] = 200,
     eval_freq: int | None = None,
-    progress_bar: bool = False, tensorboard: bool = True, verbose: int = 0,
-    env_overrides: dict[str, Any] | None = None, **hyperparam_overrides: Any,
+    progress_bar: bool = False,
+    tensorboard: bool = True,
+    verbose: int = 0,
+    env_overrides: dict[str, Any] | None = None,
+    **hyperparam_overrides: Any,
 ) -> TrainResult:
     """Train ``agent`` on ``preset`` and save it under ``out``.
 
@@ -115,34 +128,48 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = spec.make_env(preset, seed=seed, **(env_overrides or {}))
-    model = spec.make(env, seed=seed, preset=preset,
-                      tensorboard_log=str(out / "tb") if tensorboard else None, verbose=verbose,
-                      **hyperparam_overrides)
+    model = spec.make(
+        env,
+        seed=seed,
+        preset=preset,
+        tensorboard_log=str(out / "tb") if tensorboard else None,
+        verbose=verbose,
+        **hyperparam_overrides,
+    )
     callbacks = [ExecutionMetricsCallback(), HParamCallback({"preset": preset, "agent": name})]
     evaluator = None
     if n_validation:
         # Validation replays the training market on fixed seeds (evaluate reports both objectives)
-        seeds = (validation_seeds(n_validation, master=seed) if isinstance(n_validation, int)
-                 else list(n_validation))
+        seeds = validation_seeds(n_validation, master=seed) if isinstance(n_validation, int) else list(n_validation)
         evaluator = SeededEvalCallback(
-            env_kwargs, seeds,
-            eval_freq=eval_freq or max(1, budget // 5), best_model_save_path=out, verbose=verbose,
+            env_kwargs,
+            seeds,
+            eval_freq=eval_freq or max(1, budget // 5),
+            best_model_save_path=out,
+            verbose=verbose,
         )
         callbacks.append(evaluator)
     start = time.perf_counter()
-    model.learn(budget, callback=CallbackList(callbacks), progress_bar=progress_bar,
-                tb_log_name=f"{name}_{preset}_s{seed}")
+    model.learn(
+        budget, callback=CallbackList(callbacks), progress_bar=progress_bar, tb_log_name=f"{name}_{preset}_s{seed}"
+    )
     wall = time.perf_counter() - start
     path = out / "model.zip"
     model.save(path)
     cfg = make_config(preset, **cfg_kwargs)
     algo = type(model)
     meta = {
-        "agent": name, "algo": f"{algo.__module__}:{algo.__qualname__}", "preset": preset,
-        "seed": seed, "timesteps": budget,
-        "env_kwargs": env_kwargs, "config": dataclasses.asdict(cfg),
-        "hyperparams": {**params, **hyperparam_overrides}, "train_seconds": wall,
-        "validation": evaluator.history if evaluator else [], "versions": versions(),
+        "agent": name,
+        "algo": f"{algo.__module__}:{algo.__qualname__}",
+        "preset": preset,
+        "seed": seed,
+        "timesteps": budget,
+        "env_kwargs": env_kwargs,
+        "config": dataclasses.asdict(cfg),
+        "hyperparams": {**params, **hyperparam_overrides},
+        "train_seconds": wall,
+        "validation": evaluator.history if evaluator else [],
+        "versions": versions(),
     }
     if isinstance(spec, AgentDef):  # what it was built from (the class or factory, the interface)
         meta["definition"] = spec.as_dict()
@@ -164,8 +191,9 @@ def load(path: str | Path) -> BaseAlgorithm:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    p = CLIParser(prog="python -m sb3_exec.train", description=__doc__,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CLIParser(
+        prog="python -m sb3_exec.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--agent", required=True, choices=sorted(agents.AGENTS))
     p.add_argument("--preset", default="ac2000", choices=sorted(PRESETS))
     p.add_argument("--seed", type=int, default=0, help="SB3 seed (default 0)")
@@ -174,19 +202,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-validation", type=int, default=200, help="validation episodes (0: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
-    for option, value, low in (("--seed", args.seed, 0), ("--timesteps", args.timesteps, 1),
-                               ("--n-validation", args.n_validation, 0)):
+    for option, value, low in (
+        ("--seed", args.seed, 0),
+        ("--timesteps", args.timesteps, 1),
+        ("--n-validation", args.n_validation, 0),
+    ):
         if value is not None and value < low:
             p.error(f"{option} must be an integer >= {low}, got {value}")
     out = args.out or f"runs/{args.agent}_{args.preset}_s{args.seed}"
     try:
-        res = train(args.agent, args.preset, args.seed, args.timesteps, out,
-                    n_validation=args.n_validation, progress_bar=not args.no_progress)
+        res = train(
+            args.agent,
+            args.preset,
+            args.seed,
+            args.timesteps,
+            out,
+            n_validation=args.n_validation,
+            progress_bar=not args.no_progress,
+        )
     except ValueError as exc:  # a bad value the options could not see (hyperparameters, YAML)
         p.error(str(exc))
     last = res.meta["validation"][-1] if res.meta["validation"] else {}
-    print(f"saved {res.path} ({res.meta['train_seconds']:.1f} s); last validation: "
-          + ", ".join(f"{k}={v:.3f}" for k, v in last.items()))
+    print(
+        f"saved {res.path} ({res.meta['train_seconds']:.1f} s); last validation: "
+        + ", ".join(f"{k}={v:.3f}" for k, v in last.items())
+    )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ class ExecutionVecEnv(VecEnv):
     :param overrides: any ``ExecConfig`` field
     """
 
-    def __init__(self, num_envs: int, preset: str | ExecConfig = "seed", step_infos: bool = False,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, num_envs: int, preset: str | ExecConfig = "seed", step_infos: bool = False, **overrides: Any
+    ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.cfg = make_config(preset, **overrides)
@@ -135,16 +136,20 @@ class ExecutionVecEnv(VecEnv):
         a = np.asarray(actions)
         if isinstance(self.action_space, gym.spaces.Discrete):
             a = a.reshape(-1)
-            bad = (a.shape != (self.num_envs,)) or a.dtype.kind not in "iu" or (
-                (a < 0) | (a >= self.action_space.n)).any()
+            bad = (
+                (a.shape != (self.num_envs,))
+                or a.dtype.kind not in "iu"
+                or ((a < 0) | (a >= self.action_space.n)).any()
+            )
         else:
             assert self.action_space.shape is not None  # a Box
             k = self.action_space.shape[0]
             a = a.reshape(self.num_envs, k) if a.size == self.num_envs * k else a
             bad = a.shape != (self.num_envs, k) or not np.isfinite(a).all() or (np.abs(a) > 1).any()
         if bad:
-            raise ValueError(f"action: got {a!r} (shape {a.shape}); expected {self.num_envs} "
-                             f"actions in {self.action_space}")
+            raise ValueError(
+                f"action: got {a!r} (shape {a.shape}); expected {self.num_envs} actions in {self.action_space}"
+            )
         return a
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -160,8 +165,9 @@ class ExecutionVecEnv(VecEnv):
         self._actions = None
         return self.step_orders(*actions.orders(self.cfg, self.market, self.state, a))
 
-    def step_orders(self, shares: np.ndarray, dark_order: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    def step_orders(
+        self, shares: np.ndarray, dark_order: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Step every episode with orders in shares (``(B,)`` lit, and dark orders with a dark
         venue): what ``step`` does after the action interface; finished episodes auto-reset."""
         if self.state is None:
@@ -175,7 +181,9 @@ class ExecutionVecEnv(VecEnv):
         obs = dynamics.observe(cfg, market, state)
         if self.step_infos:
             columns = [np.asarray(v, dtype=np.float64).tolist() for v in dynamics.step_info_values(res)]
-            infos: list[Any] = [dict(zip(dynamics.STEP_INFO_KEYS, vals, strict=True)) for vals in zip(*columns, strict=True)]
+            infos: list[Any] = [
+                dict(zip(dynamics.STEP_INFO_KEYS, vals, strict=True)) for vals in zip(*columns, strict=True)
+            ]
         else:
             infos = [_NO_INFO] * self.num_envs
         if dones.any():
@@ -208,14 +216,12 @@ class ExecutionVecEnv(VecEnv):
         return [getattr(self._views[i], attr_name) for i in self._indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        raise AttributeError(
-            f"{attr_name}: the batched env shares one config; build a new ExecutionVecEnv instead"
-        )
+        raise AttributeError(f"{attr_name}: the batched env shares one config; build a new ExecutionVecEnv instead")
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
-                   **method_kwargs: Any) -> list[Any]:
-        return [getattr(self._views[i], method_name)(*method_args, **method_kwargs)
-                for i in self._indices(indices)]
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
+        return [getattr(self._views[i], method_name)(*method_args, **method_kwargs) for i in self._indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._indices(indices)]

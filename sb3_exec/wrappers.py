@@ -134,8 +134,9 @@ def make_env(preset: str | ExecConfig = "seed", render_mode: str | None = None, 
     return ResidualWrapper(env) if env.interface.needs_base else env
 
 
-def make_vec_env(num_envs: int, preset: str | ExecConfig = "seed", step_infos: bool = False,
-                 **overrides: Any) -> VecEnv:
+def make_vec_env(
+    num_envs: int, preset: str | ExecConfig = "seed", step_infos: bool = False, **overrides: Any
+) -> VecEnv:
     """The batched env of a preset and options: an ``ExecutionVecEnv``, under
     ``ResidualVecEnv`` for ``action_mode="residual"``."""
     venv = ExecutionVecEnv(num_envs, preset, step_infos=step_infos, **overrides)

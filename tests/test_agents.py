@@ -35,9 +35,13 @@ class _Fixed(th.nn.Module):
 
 def _batch():
     obs = th.tensor([[0.0], [1.0]])
-    return ReplayBufferSamples(observations=obs, actions=th.zeros(2, 1, dtype=th.long),
-                               next_observations=obs, dones=th.tensor([[0.0], [1.0]]),
-                               rewards=th.tensor([[1.0], [2.0]]))
+    return ReplayBufferSamples(
+        observations=obs,
+        actions=th.zeros(2, 1, dtype=th.long),
+        next_observations=obs,
+        dones=th.tensor([[0.0], [1.0]]),
+        rewards=th.tensor([[1.0], [2.0]]),
+    )
 
 
 def test_double_q_target_formula_and_difference_from_dqn():
@@ -51,8 +55,9 @@ def test_double_q_target_formula_and_difference_from_dqn():
 
 
 def test_ddqn_is_a_dqn_that_learns_saves_and_loads(tmp_path):
-    model = agents.make("ddqn", ExecutionEnv("ac2000", reward="schedule"), seed=0,
-                        learning_starts=100, target_update_interval=100)
+    model = agents.make(
+        "ddqn", ExecutionEnv("ac2000", reward="schedule"), seed=0, learning_starts=100, target_update_interval=100
+    )
     assert isinstance(model, DoubleDQN) and isinstance(model, DQN)
     before = [p.detach().clone() for p in model.q_net.parameters()]
     model.learn(600)
@@ -60,8 +65,7 @@ def test_ddqn_is_a_dqn_that_learns_saves_and_loads(tmp_path):
     model.save(tmp_path / "m")
     loaded = DoubleDQN.load(tmp_path / "m")
     obs = np.random.default_rng(0).uniform(0, 1, size=(32, 6)).astype(np.float32)
-    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0],
-                                  loaded.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
 @pytest.mark.parametrize("name", sorted(agents.AGENTS))
@@ -111,8 +115,7 @@ def test_any_other_sb3_algorithm_works_on_the_env_unchanged():
         env = ExecutionEnv("ac2000", action_mode="fraction")
         model = algo("MlpPolicy", env, learning_starts=20, seed=0)
         model.learn(60)
-        ev = evaluate({"m": model, "twap": "twap"}, {"preset": "ac2000", "action_mode": "fraction"},
-                      seeds=range(10))
+        ev = evaluate({"m": model, "twap": "twap"}, {"preset": "ac2000", "action_mode": "fraction"}, seeds=range(10))
         assert ev.episodes.schedule_objective_bps.notna().all()
 
 
@@ -148,13 +151,23 @@ def test_a_misspelled_hyperparameter_is_named_with_the_nearest_valid_one():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("args,names", [(["--timesteps", "0"], ["--timesteps", ">= 1", "got 0"]),
-                                        (["--n-validation", "-3"], ["--n-validation", ">= 0", "got -3"]),
-                                        (["--seed", "-1"], ["--seed", "got -1"])])
+@pytest.mark.parametrize(
+    "args,names",
+    [
+        (["--timesteps", "0"], ["--timesteps", ">= 1", "got 0"]),
+        (["--n-validation", "-3"], ["--n-validation", ">= 0", "got -3"]),
+        (["--seed", "-1"], ["--seed", "got -1"]),
+    ],
+)
 def test_train_cli_refuses_bad_values_in_one_line(args, names, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sb3_exec.train", "--agent", "ppo", *args,
-                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
-                          check=False, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sb3_exec.train", "--agent", "ppo", *args, "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert all(n in lines[0] for n in names), lines[0]
@@ -174,8 +187,9 @@ def test_yaml_defaults_and_preset_merge():
     assert hp["env_kwargs"] == {"reward": "schedule", "action_mode": "pace_continuous", "pace_features": True}
 
 
-@pytest.mark.parametrize("name, mode", [("dqn", "pace_multiple"), ("ddqn", "pace_multiple"),
-                                        ("ppo", "pace_continuous")])
+@pytest.mark.parametrize(
+    "name, mode", [("dqn", "pace_multiple"), ("ddqn", "pace_multiple"), ("ppo", "pace_continuous")]
+)
 def test_from_scratch_agents_on_liquidity_act_on_the_pace_interface(name, mode):
     """On liquidity the registered dqn, ddqn and ppo trade a multiple of x V_t / R_t and observe
     the pace features: no baseline's or planner's output in their action or observation (the
@@ -208,48 +222,58 @@ def _weights(model):
 @pytest.mark.parametrize("name", ["ddqn", "ppo"])
 def test_same_seed_same_weights_and_evaluation(name, tmp_path):
     small = {"learning_starts": 100} if name == "ddqn" else {"n_steps": 64, "batch_size": 64}
-    runs = [train(name, "ac2000", seed=3, timesteps=512, out=tmp_path / str(i), n_validation=20,
-                  tensorboard=False, **small) for i in range(2)]
+    runs = [
+        train(name, "ac2000", seed=3, timesteps=512, out=tmp_path / str(i), n_validation=20, tensorboard=False, **small)
+        for i in range(2)
+    ]
     assert th.equal(_weights(runs[0].model), _weights(runs[1].model))
     assert runs[0].meta["validation"] == runs[1].meta["validation"]
-    other = train(name, "ac2000", seed=4, timesteps=512, out=tmp_path / "o", n_validation=0,
-                  tensorboard=False, **small)
+    other = train(name, "ac2000", seed=4, timesteps=512, out=tmp_path / "o", n_validation=0, tensorboard=False, **small)
     assert not th.equal(_weights(runs[0].model), _weights(other.model))
 
 
 def test_train_saves_metadata_and_loads_back(tmp_path):
-    res = train("ddqn", "ac2000", seed=0, timesteps=300, out=tmp_path, n_validation=10,
-                learning_starts=50, tensorboard=False)
+    res = train(
+        "ddqn", "ac2000", seed=0, timesteps=300, out=tmp_path, n_validation=10, learning_starts=50, tensorboard=False
+    )
     for f in ("model.zip", "meta.json", "best_model.zip"):
         assert (tmp_path / f).exists(), f
     assert res.meta["seed"] == 0 and res.meta["config"]["T"] == 5 and "torch" in res.meta["versions"]
     loaded = load(tmp_path)
     assert isinstance(loaded, DoubleDQN)
     obs = np.random.default_rng(1).uniform(0, 1, size=(16, 6)).astype(np.float32)
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0],
-                                  res.model.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], res.model.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_tensorboard_events_contain_execution_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train("ppo", "ac2000", seed=0, timesteps=512, out=tmp_path, n_validation=10, eval_freq=256,
-          n_steps=32, batch_size=64)
+    train(
+        "ppo", "ac2000", seed=0, timesteps=512, out=tmp_path, n_validation=10, eval_freq=256, n_steps=32, batch_size=64
+    )
     run_dirs = [p for p in (tmp_path / "tb").iterdir() if p.is_dir()]
     assert len(run_dirs) == 1
     acc = EventAccumulator(str(run_dirs[0]), size_guidance={"images": 0}).Reload()
     scalars = set(acc.Tags()["scalars"])
-    for tag in ("execution/shortfall_bps", "execution/objective_bps", "execution/completion",
-                "execution/mean_participation", "execution/regret_bps", "eval/objective_bps",
-                "eval/diff_twap_schedule_bps", "eval/regret_pct"):
+    for tag in (
+        "execution/shortfall_bps",
+        "execution/objective_bps",
+        "execution/completion",
+        "execution/mean_participation",
+        "execution/regret_bps",
+        "eval/objective_bps",
+        "eval/diff_twap_schedule_bps",
+        "eval/regret_pct",
+    ):
         assert tag in scalars, tag
     assert "eval/inventory" in " ".join(acc.Tags()["images"])
     regret = [e.value for e in acc.Scalars("execution/regret_bps")]
     assert min(regret) >= -1e-6  # no policy beats the analytic optimum's schedule objective
 
 
-@pytest.mark.parametrize("name,small", [("ddqn", {"learning_starts": 50}),
-                                        ("ppo", {"n_steps": 32, "batch_size": 64})])
+@pytest.mark.parametrize("name,small", [("ddqn", {"learning_starts": 50}), ("ppo", {"n_steps": 32, "batch_size": 64})])
 def test_tensorboard_has_every_validation_point_at_its_step(name, small, tmp_path):
     """Each validation in meta.json is a TensorBoard point at the step it ran, the last one too
     (an off-policy run dumps its logs only at episode ends; PPO here validates twice a rollout)."""

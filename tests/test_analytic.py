@@ -11,7 +11,13 @@ from sb3_exec.analytic import ACModel, ac_model, analytic_optimum_bps
 from sb3_exec.config import make_config
 
 PAPER = ACModel(
-    X=1e6, N=5, tau=1.0, sigma=0.30 * 50 / math.sqrt(250), eps=0.0625, eta=2.5e-6, gamma=2.5e-7,
+    X=1e6,
+    N=5,
+    tau=1.0,
+    sigma=0.30 * 50 / math.sqrt(250),
+    eps=0.0625,
+    eta=2.5e-6,
+    gamma=2.5e-7,
     lam=1e-6,
 )
 
@@ -19,12 +25,8 @@ PAPER = ACModel(
 def test_paper_example():
     x = PAPER.holdings()
     assert PAPER.kappa == pytest.approx(0.6063, abs=5e-5)  # the paper prints 4 digits
-    np.testing.assert_allclose(
-        x, [1e6, 542_380.7, 290_295.1, 148_216.1, 62_303.2, 0.0], rtol=1e-6, atol=1e-9
-    )
-    np.testing.assert_allclose(
-        -np.diff(x), [457_619.3, 252_085.6, 142_079.0, 85_912.9, 62_303.2], rtol=1e-6
-    )
+    np.testing.assert_allclose(x, [1e6, 542_380.7, 290_295.1, 148_216.1, 62_303.2, 0.0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(-np.diff(x), [457_619.3, 252_085.6, 142_079.0, 85_912.9, 62_303.2], rtol=1e-6)
     assert PAPER.expected_cost(x) == pytest.approx(910_477.8, rel=1e-6)
     assert PAPER.variance(x) == pytest.approx(3.63868e11, rel=1e-6)
     assert PAPER.objective(x) / 5e7 * 1e4 == pytest.approx(254.87, abs=0.01)
@@ -81,8 +83,7 @@ def test_grid_floors():
     assert grid_floor_pct(cfg, "continuous") < 1e-3  # the AC schedule is within multiples 0..4
     # the dynamic programme agrees with brute force
     for mode in ("twap_multiple", "fraction_grid"):
-        assert grid_floor_pct(cfg, mode, brute_force_limit=1) == pytest.approx(
-            grid_floor_pct(cfg, mode), abs=1e-5)
+        assert grid_floor_pct(cfg, mode, brute_force_limit=1) == pytest.approx(grid_floor_pct(cfg, mode), abs=1e-5)
     # ac60: TWAP multiples capped at 4 cannot express the front-loaded optimum
     ac60 = make_config("ac60")
     assert grid_floor_pct(ac60) > 50 and grid_floor_pct(ac60, "fraction_grid") < 0.5

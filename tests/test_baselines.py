@@ -49,7 +49,8 @@ def test_pov_trades_its_rate_of_volume():
 def test_vwap_is_twap_on_a_flat_profile_and_ac_is_twap_when_risk_neutral():
     ev = evaluate(
         {"twap": TWAP(), "vwap": VWAP(), "ac": AlmgrenChriss(risk_aversion=0.0)},
-        dict(preset="ac2000"), seeds=range(50),
+        dict(preset="ac2000"),
+        seeds=range(50),
     )
     wide = ev.episodes.pivot(index="seed", columns="policy", values="shortfall")
     np.testing.assert_allclose(wide.vwap, wide.twap, rtol=1e-12)
@@ -57,8 +58,7 @@ def test_vwap_is_twap_on_a_flat_profile_and_ac_is_twap_when_risk_neutral():
 
 
 def test_participation_cap_binds_every_policy():
-    ev = evaluate({"imm": Immediate()}, dict(preset="seed", max_participation=0.01),
-                  seeds=[0], trajectories=True)
+    ev = evaluate({"imm": Immediate()}, dict(preset="seed", max_participation=0.01), seeds=[0], trajectories=True)
     assert (ev.steps.part <= 0.01 + 1e-12).all()
     assert ev.steps.q_exec.iloc[0] == pytest.approx(0.01 * ev.steps.q_exec.iloc[0] / ev.steps.part.iloc[0])
 

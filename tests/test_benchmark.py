@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_benchmark_quick_json():
-    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--quick", "--json",
-                           "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--quick", "--json", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout)
     assert res["notebook_steps_per_s"] > 0 and res["single_env_steps_per_s"] > 0
@@ -25,11 +31,20 @@ def test_benchmark_quick_json():
     for agent in ("ppo", "dqn"):
         assert 0 < res["training_env_share"][agent]["share"] < 1
     ratios = res["ratios"]
-    assert set(ratios) == {"single_env", "single_env_default_wrappers", "vec_env_B1", "vec_env_B64",
-                           "vec_env_B1024", "vec_env_B4096", "evaluator"}
+    assert set(ratios) == {
+        "single_env",
+        "single_env_default_wrappers",
+        "vec_env_B1",
+        "vec_env_B64",
+        "vec_env_B1024",
+        "vec_env_B4096",
+        "evaluator",
+    }
     assert ratios["single_env"] == res["single_env_steps_per_s"] / res["notebook_steps_per_s"]
-    assert (ratios["single_env_default_wrappers"]
-            == res["single_env_default_wrappers_steps_per_s"] / res["notebook_steps_per_s"])
+    assert (
+        ratios["single_env_default_wrappers"]
+        == res["single_env_default_wrappers_steps_per_s"] / res["notebook_steps_per_s"]
+    )
 
 
 def test_notebook_reference_is_the_notebook_model():

@@ -49,17 +49,20 @@ def _bad(mutate):
     return mutate(bars)
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda b: b.drop(columns="volume"), "missing column"),
-    (lambda b: b.drop(columns="spread"), "spread"),
-    (lambda b: b.iloc[::-1].reset_index(drop=True), "not sorted"),
-    (lambda b: pd.concat([b.iloc[:1], b]).reset_index(drop=True), "duplicate times"),
-    (lambda b: b.assign(price=b.price.where(b.index != 5, -1.0)), "non-positive"),
-    (lambda b: b.assign(volume=b.volume.where(b.index != 7, 0.0)), "non-positive"),
-    (lambda b: b.assign(volume=b.volume.where(b.index != 9, np.nan)), "NaN"),
-    (lambda b: b.assign(time="not a time"), "time"),
-    (lambda b: b.iloc[:-1], "different numbers of bars"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda b: b.drop(columns="volume"), "missing column"),
+        (lambda b: b.drop(columns="spread"), "spread"),
+        (lambda b: b.iloc[::-1].reset_index(drop=True), "not sorted"),
+        (lambda b: pd.concat([b.iloc[:1], b]).reset_index(drop=True), "duplicate times"),
+        (lambda b: b.assign(price=b.price.where(b.index != 5, -1.0)), "non-positive"),
+        (lambda b: b.assign(volume=b.volume.where(b.index != 7, 0.0)), "non-positive"),
+        (lambda b: b.assign(volume=b.volume.where(b.index != 9, np.nan)), "NaN"),
+        (lambda b: b.assign(time="not a time"), "time"),
+        (lambda b: b.iloc[:-1], "different numbers of bars"),
+    ],
+)
 def test_malformed_input_is_rejected_with_the_problem_named(mutate, message):
     with pytest.raises(ValueError, match=message):
         calibrate(_bad(mutate))

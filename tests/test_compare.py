@@ -20,30 +20,67 @@ import yaml
 from experiments.compare import CompareConfig, compare, load_configs, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(preset="ac2000", agents=["ppo"], seeds=2, timesteps=512, eval_episodes=50,
-            validation_episodes=10, workers=1, hyperparams={"ppo": {"n_steps": 32, "batch_size": 64}})
+TINY = dict(
+    preset="ac2000",
+    agents=["ppo"],
+    seeds=2,
+    timesteps=512,
+    eval_episodes=50,
+    validation_episodes=10,
+    workers=1,
+    hyperparams={"ppo": {"n_steps": 32, "batch_size": 64}},
+)
 
 
 def test_cli_end_to_end(tmp_path):
-    cfg = {**TINY, "agents": ["ppo", "ddqn"], "workers": 2, "name": "tiny",
-           "hyperparams": {"ppo": TINY["hyperparams"]["ppo"], "ddqn": {"learning_starts": 100}}}
+    cfg = {
+        **TINY,
+        "agents": ["ppo", "ddqn"],
+        "workers": 2,
+        "name": "tiny",
+        "hyperparams": {"ppo": TINY["hyperparams"]["ppo"], "ddqn": {"learning_starts": 100}},
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--config", str(path),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.compare", "--config", str(path), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for f in ("summary.csv", "episodes.csv", "report.md", "metadata.json", "config.yaml",
-              "seeds.json", "learning_curves.png", "shortfall_distributions.png",
-              "paired_differences.png", "inventory_paths.png", "efficient_frontier.png"):
+    for f in (
+        "summary.csv",
+        "episodes.csv",
+        "report.md",
+        "metadata.json",
+        "config.yaml",
+        "seeds.json",
+        "learning_curves.png",
+        "shortfall_distributions.png",
+        "paired_differences.png",
+        "inventory_paths.png",
+        "efficient_frontier.png",
+    ):
         assert (out / f).stat().st_size > 0, f
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
-    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp",
-                                  "ppo", "ddqn"}
-    for col in ("shortfall_bps", "objective_bps_lo", "objective_bps_sd", "diff_objective_bps_hi",
-                "win_rate_objective_bps", "regret_schedule_objective_bps_pct",
-                "iqm_schedule_objective_bps", "iqm_schedule_objective_bps_lo",
-                "p_improve_twap_schedule_objective_bps", "runs", "failed_runs"):
+    assert set(summary.index) == {"twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp", "ppo", "ddqn"}
+    for col in (
+        "shortfall_bps",
+        "objective_bps_lo",
+        "objective_bps_sd",
+        "diff_objective_bps_hi",
+        "win_rate_objective_bps",
+        "regret_schedule_objective_bps_pct",
+        "iqm_schedule_objective_bps",
+        "iqm_schedule_objective_bps_lo",
+        "p_improve_twap_schedule_objective_bps",
+        "runs",
+        "failed_runs",
+    ):
         assert col in summary, col
     assert summary.loc["ppo", "runs"] == 2 and summary.loc["ppo", "failed_runs"] == 0
     episodes = pd.read_csv(out / "episodes.csv")
@@ -89,12 +126,19 @@ def test_reproducible_and_resumes(tmp_path):
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
-    cfg = CompareConfig(**{**TINY, "agents": ["ppo", "ddqn"], "seeds": 1,
-                           # builds (the preflight passes) but training diverges
-                           "hyperparams": {"ppo": {"ent_coef": float("nan"), "n_steps": 32,
-                                                   "batch_size": 64},
-                                           "ddqn": {"learning_starts": 100}}},
-                        out=str(tmp_path / "f"))
+    cfg = CompareConfig(
+        **{
+            **TINY,
+            "agents": ["ppo", "ddqn"],
+            "seeds": 1,
+            # builds (the preflight passes) but training diverges
+            "hyperparams": {
+                "ppo": {"ent_coef": float("nan"), "n_steps": 32, "batch_size": 64},
+                "ddqn": {"learning_starts": 100},
+            },
+        },
+        out=str(tmp_path / "f"),
+    )
     out = compare(cfg)
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert summary.loc["ppo", "failed_runs"] == 1 and pd.isna(summary.loc["ppo", "objective_bps"])
@@ -122,10 +166,20 @@ def test_ray_backend(tmp_path):
     assert (local / "summary.csv").read_bytes() == (ray_out / "summary.csv").read_bytes()
 
 
-@pytest.mark.parametrize("field,value", [("preset", "x"), ("agents", ["sac"]), ("seeds", 0),
-                                         ("eval_episodes", 1), ("baselines", ["pov"]),
-                                         ("backend", "slurm"), ("env_overrides", {"T": 0}),
-                                         ("timesteps", -5), ("hyperparams", {"dqn": {}})])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("preset", "x"),
+        ("agents", ["sac"]),
+        ("seeds", 0),
+        ("eval_episodes", 1),
+        ("baselines", ["pov"]),
+        ("backend", "slurm"),
+        ("env_overrides", {"T": 0}),
+        ("timesteps", -5),
+        ("hyperparams", {"dqn": {}}),
+    ],
+)
 def test_bad_config(field, value):
     with pytest.raises(ValueError, match=field if field != "env_overrides" else "T"):
         CompareConfig(**{**TINY, field: value})
@@ -139,8 +193,12 @@ def test_baselines_follow_the_preset():
 
 
 def test_liquidity_report_has_the_gap_closed(tmp_path):
-    out = compare(CompareConfig(**{**TINY, "preset": "liquidity", "agents": [], "hyperparams": {},
-                                   "eval_episodes": 200}, out=str(tmp_path / "l")))
+    out = compare(
+        CompareConfig(
+            **{**TINY, "preset": "liquidity", "agents": [], "hyperparams": {}, "eval_episodes": 200},
+            out=str(tmp_path / "l"),
+        )
+    )
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert 0 < summary.loc["adaptive", "gap_closed_pct"] < 100
     report = (out / "report.md").read_text()
@@ -157,8 +215,11 @@ def test_liquidity_report_has_the_gap_closed(tmp_path):
     m = "vs_adaptive_schedule_objective_bps"
     assert summary.loc["adaptive", m] == 0
     assert summary.loc["twap", f"{m}_lo"] > 0 and summary.loc["oracle", f"{m}_hi"] < 0
-    np.testing.assert_allclose(summary.loc["twap", m], summary.loc["twap", "schedule_objective_bps"]
-                               - summary.loc["adaptive", "schedule_objective_bps"], atol=1e-9)
+    np.testing.assert_allclose(
+        summary.loc["twap", m],
+        summary.loc["twap", "schedule_objective_bps"] - summary.loc["adaptive", "schedule_objective_bps"],
+        atol=1e-9,
+    )
 
 
 def test_shipped_configs_load_and_help_runs():
@@ -166,14 +227,22 @@ def test_shipped_configs_load_and_help_runs():
         assert load_configs(path)
     quick = load_configs(ROOT / "experiments" / "configs" / "quick.yaml")
     assert [c.preset for c in quick] == ["ac2000", "liquidity"]  # the issue's default coverage
-    proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ}, check=False, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.compare", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "--backend" in proc.stdout and "--eval-episodes" in proc.stdout
 
 
 def test_baselines_only_comparison(tmp_path):
-    out = compare(CompareConfig(**{**TINY, "agents": [], "hyperparams": {}, "eval_episodes": 300},
-                                out=str(tmp_path / "b")))
+    out = compare(
+        CompareConfig(**{**TINY, "agents": [], "hyperparams": {}, "eval_episodes": 300}, out=str(tmp_path / "b"))
+    )
     summary = pd.read_csv(out / "summary.csv").set_index("policy")
     assert list(summary.index) == ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp"]
     assert summary.loc["ac", "regret_schedule_objective_bps"] == pytest.approx(0, abs=1e-9)
@@ -181,13 +250,17 @@ def test_baselines_only_comparison(tmp_path):
 
 def test_multi_part_config_runs_each_part_and_indexes_them(tmp_path):
     shared = {k: v for k, v in TINY.items() if k not in ("preset", "agents", "hyperparams")}
-    parts = [{"name": "a", "preset": "ac2000", "agents": ["ppo"], "hyperparams": TINY["hyperparams"]},
-             {"name": "liq", "preset": "liquidity", "agents": [], "eval_episodes": 20}]
+    parts = [
+        {"name": "a", "preset": "ac2000", "agents": ["ppo"], "hyperparams": TINY["hyperparams"]},
+        {"name": "liq", "preset": "liquidity", "agents": [], "eval_episodes": 20},
+    ]
     path = tmp_path / "multi.yaml"
     path.write_text(yaml.safe_dump({"name": "multi", **shared, "parts": parts}))
     cfgs = load_configs(path, out=str(tmp_path / "m"))
     assert [(c.preset, c.eval_episodes, c.out_dir) for c in cfgs] == [
-        ("ac2000", 50, tmp_path / "m" / "a"), ("liquidity", 20, tmp_path / "m" / "liq")]
+        ("ac2000", 50, tmp_path / "m" / "a"),
+        ("liquidity", 20, tmp_path / "m" / "liq"),
+    ]
     # selecting: by part, by preset (its part), and a preset no part has (the shared settings)
     assert [c.preset for c in load_configs(path, ["liq"])] == ["liquidity"]
     assert load_configs(path, preset="liquidity")[0].eval_episodes == 20
@@ -208,8 +281,10 @@ def test_multi_part_config_runs_each_part_and_indexes_them(tmp_path):
 def _multi_config(tmp_path: Path) -> Path:
     """A two-part baselines-only config (seconds to run)."""
     shared = {k: v for k, v in TINY.items() if k not in ("preset", "agents", "hyperparams")}
-    parts = [{"name": "a", "preset": "ac2000", "agents": []},
-             {"name": "liq", "preset": "liquidity", "agents": [], "eval_episodes": 20}]
+    parts = [
+        {"name": "a", "preset": "ac2000", "agents": []},
+        {"name": "liq", "preset": "liquidity", "agents": [], "eval_episodes": 20},
+    ]
     path = tmp_path / "multi.yaml"
     path.write_text(yaml.safe_dump({"name": "multi", **shared, "parts": parts}))
     return path
@@ -239,8 +314,9 @@ def _one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str:
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=timeout
+    )
 
 
 def test_a_bad_hyperparameter_fails_in_seconds_naming_it(tmp_path):
@@ -263,9 +339,14 @@ def test_an_agent_that_cannot_run_on_the_preset_fails_before_anything_runs(tmp_p
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("text,names", [("agents: [ppo\n", ("config", "not valid YAML", "line 2")),
-                                        ("- ppo\n", ("config", "mapping")),
-                                        ("agents: [ppo]\nlearning_rate: 1\n", ("learning_rate",))])
+@pytest.mark.parametrize(
+    "text,names",
+    [
+        ("agents: [ppo\n", ("config", "not valid YAML", "line 2")),
+        ("- ppo\n", ("config", "mapping")),
+        ("agents: [ppo]\nlearning_rate: 1\n", ("learning_rate",)),
+    ],
+)
 def test_a_bad_config_file_gives_one_line(tmp_path, text, names):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -273,8 +354,7 @@ def test_a_bad_config_file_gives_one_line(tmp_path, text, names):
 
 
 def test_failed_runs_exit_nonzero_with_their_reasons(tmp_path, capsys):
-    cfg = {**TINY, "seeds": 1, "hyperparams": {"ppo": {"ent_coef": float("nan"), "n_steps": 32,
-                                                          "batch_size": 64}}}
+    cfg = {**TINY, "seeds": 1, "hyperparams": {"ppo": {"ent_coef": float("nan"), "n_steps": 32, "batch_size": 64}}}
     path = tmp_path / "nan.yaml"
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SystemExit) as exc:
@@ -317,10 +397,15 @@ def _start_long_comparison(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]
     cfg = {**TINY, "timesteps": 10**7, "validation_episodes": 0, "workers": 2}
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.compare", "--config", str(path),
-                             "--out", str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_as_a_terminal_job)  # noqa: PLW1509 (on purpose: SIGINT restored in the child; no threads here)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.compare", "--config", str(path), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_as_a_terminal_job,  # noqa: PLW1509 (on purpose: SIGINT restored in the child; no threads here)
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         kids = _children(proc.pid)

@@ -20,19 +20,38 @@ from experiments.compare import CompareConfig, compare, load_configs, parse_args
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "configs" / "examples" / "own_agents.yaml"
 DEFINED = ["tqc", "lstm", "mine"]
-SMALL = ["--timesteps", "300", "--seeds", "1", "--eval-episodes", "20", "--validation-episodes", "5",
-         "--baselines", "twap", "ac", "--workers", "2"]
+SMALL = [
+    "--timesteps",
+    "300",
+    "--seeds",
+    "1",
+    "--eval-episodes",
+    "20",
+    "--validation-episodes",
+    "5",
+    "--baselines",
+    "twap",
+    "ac",
+    "--workers",
+    "2",
+]
 
 
 def _section() -> str:
     text = (ROOT / "README.md").read_text()
     start = text.index("## Compare your own agent")
-    return text[start:text.index("\n## ", start + 1)]
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.compare", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.compare", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_the_readme_shows_the_example_file():
@@ -62,9 +81,12 @@ def test_the_example_runs_end_to_end_at_a_small_budget(tmp_path):
     assert "Agents defined in the config: `tqc`: `sb3_contrib:TQC` on `fraction`" in report
     runs = {p.name.split("_s")[0]: p for p in (out / "runs").iterdir()}
     algos = {a: json.loads((runs[a] / "meta.json").read_text())["algo"] for a in runs}
-    assert algos == {"ppo": "stable_baselines3.ppo.ppo:PPO", "tqc": "sb3_contrib.tqc.tqc:TQC",
-                     "lstm": "sb3_contrib.ppo_recurrent.ppo_recurrent:RecurrentPPO",
-                     "mine": "stable_baselines3.dqn.dqn:DQN"}
+    assert algos == {
+        "ppo": "stable_baselines3.ppo.ppo:PPO",
+        "tqc": "sb3_contrib.tqc.tqc:TQC",
+        "lstm": "sb3_contrib.ppo_recurrent.ppo_recurrent:RecurrentPPO",
+        "mine": "stable_baselines3.dqn.dqn:DQN",
+    }
     for a in DEFINED:  # validation, TensorBoard and the definition, as for a registered agent
         meta = json.loads((runs[a] / "meta.json").read_text())
         assert meta["definition"]["name"] == a and meta["validation"] and (runs[a] / "best_model.zip").exists()
@@ -87,8 +109,16 @@ def _write(tmp_path: Path, name: str, edit) -> Path:
 
 
 def test_resume_reuses_unchanged_definitions_and_trains_changed_ones(tmp_path):
-    small = {"timesteps": 200, "seeds": 1, "eval_episodes": 10, "validation_episodes": 0, "baselines": ["twap"],
-             "workers": 1, "out": str(tmp_path / "r"), "agents": ["mine", "lstm"]}
+    small = {
+        "timesteps": 200,
+        "seeds": 1,
+        "eval_episodes": 10,
+        "validation_episodes": 0,
+        "baselines": ["twap"],
+        "workers": 1,
+        "out": str(tmp_path / "r"),
+        "agents": ["mine", "lstm"],
+    }
     out = compare(load_configs(EXAMPLE, **small)[0])
     first = _mtimes(out)
     summary = (out / "summary.csv").read_bytes()
@@ -100,12 +130,18 @@ def test_resume_reuses_unchanged_definitions_and_trains_changed_ones(tmp_path):
     second = _mtimes(out)
     assert second["mine"] != first["mine"] and second["lstm"] == first["lstm"]
     # a description is not the model; an interface is
-    described = _write(tmp_path, "d.yaml", lambda d: (d["mine"]["hyperparams"].update(lr_end=2e-4),
-                                                      d["lstm"].update(description="another text")))
+    described = _write(
+        tmp_path,
+        "d.yaml",
+        lambda d: (d["mine"]["hyperparams"].update(lr_end=2e-4), d["lstm"].update(description="another text")),
+    )
     compare(load_configs(described, **small)[0])
     assert _mtimes(out) == second
-    other = _write(tmp_path, "i.yaml", lambda d: (d["mine"]["hyperparams"].update(lr_end=2e-4),
-                                                  d["lstm"].update(action_mode="continuous")))
+    other = _write(
+        tmp_path,
+        "i.yaml",
+        lambda d: (d["mine"]["hyperparams"].update(lr_end=2e-4), d["lstm"].update(action_mode="continuous")),
+    )
     compare(load_configs(other, **small)[0])
     third = _mtimes(out)
     assert third["lstm"] != second["lstm"] and third["mine"] == second["mine"]
@@ -133,7 +169,9 @@ def test_agents_selects_among_registered_and_defined_names(tmp_path):
 
 def test_the_readme_python_example_runs():
     code = re.search(r"```python\n(.*?)```", _section(), flags=re.DOTALL).group(1)
-    small = code.replace("lstm.learn(20_000)", "lstm.learn(128)").replace("evaluation_seeds(2000)", "evaluation_seeds(20)")
+    small = code.replace("lstm.learn(20_000)", "lstm.learn(128)").replace(
+        "evaluation_seeds(2000)", "evaluation_seeds(20)"
+    )
     assert small.count("(128)") == 1 and small.count("(20)") == 1, "the README example changed: update this test"
     namespace: dict = {}
     exec(compile(small, "README.md", "exec"), namespace)  # the README's own example)

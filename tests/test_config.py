@@ -11,8 +11,19 @@ import sb3_exec
 from sb3_exec.config import PRESETS, ExecConfig, make_config
 
 NOTEBOOK_DEFAULTS = dict(
-    T=40, Q0=100_000, p0=100.0, sigma=0.02, dt=1 / 78, kappa=1e-6, eta=5e-5, spread_bps=5,
-    vol_mu=2e6, vol_sd=5e5, noise_sd=0.002, max_participation=0.2, action_levels=7,
+    T=40,
+    Q0=100_000,
+    p0=100.0,
+    sigma=0.02,
+    dt=1 / 78,
+    kappa=1e-6,
+    eta=5e-5,
+    spread_bps=5,
+    vol_mu=2e6,
+    vol_sd=5e5,
+    noise_sd=0.002,
+    max_participation=0.2,
+    action_levels=7,
 )
 
 
@@ -42,12 +53,31 @@ def test_overrides_and_buy_flag():
 
 
 BAD = [
-    ("T", 0), ("T", -3), ("T", 2.5), ("Q0", 0), ("Q0", -1.0), ("p0", 0.0), ("sigma", -0.1),
-    ("kappa", -1e-7), ("eta", -1e-6), ("spread_bps", -1), ("vol_mu", 0), ("vol_sd", -1),
-    ("noise_sd", -0.1), ("max_participation", 0.0), ("max_participation", 1.5),
-    ("action_levels", 1), ("risk_aversion", -1e-6), ("deadline_penalty", -1),
-    ("side", "short"), ("action_mode", "market"), ("reward", "pnl"), ("temp_impact", "cubic"),
-    ("twap_multiples", (0.5, 1.0)), ("twap_multiples", (1.0, 0.0, 2.0)), ("own_impact", "yes"),
+    ("T", 0),
+    ("T", -3),
+    ("T", 2.5),
+    ("Q0", 0),
+    ("Q0", -1.0),
+    ("p0", 0.0),
+    ("sigma", -0.1),
+    ("kappa", -1e-7),
+    ("eta", -1e-6),
+    ("spread_bps", -1),
+    ("vol_mu", 0),
+    ("vol_sd", -1),
+    ("noise_sd", -0.1),
+    ("max_participation", 0.0),
+    ("max_participation", 1.5),
+    ("action_levels", 1),
+    ("risk_aversion", -1e-6),
+    ("deadline_penalty", -1),
+    ("side", "short"),
+    ("action_mode", "market"),
+    ("reward", "pnl"),
+    ("temp_impact", "cubic"),
+    ("twap_multiples", (0.5, 1.0)),
+    ("twap_multiples", (1.0, 0.0, 2.0)),
+    ("own_impact", "yes"),
 ]
 
 

@@ -26,11 +26,19 @@ from sb3_exec.train import train
 ROOT = Path(__file__).resolve().parents[1]
 TQC = {"name": "tqc", "algo": "sb3_contrib:TQC", "action_mode": "fraction"}
 FACTORY = "experiments.examples.my_agents:make"
-LSTM = {"name": "lstm", "algo": "sb3_contrib:RecurrentPPO", "action_mode": "fraction", "n_envs": 4,
-        "hyperparams": {"policy": "MlpLstmPolicy", "n_steps": 16, "batch_size": 32,
-                        "policy_kwargs": {"lstm_hidden_size": 16, "net_arch": [16]}}}
-TINY = {"preset": "ac2000", "seeds": 1, "timesteps": 200, "eval_episodes": 10, "validation_episodes": 0,
-        "workers": 1}
+LSTM = {
+    "name": "lstm",
+    "algo": "sb3_contrib:RecurrentPPO",
+    "action_mode": "fraction",
+    "n_envs": 4,
+    "hyperparams": {
+        "policy": "MlpLstmPolicy",
+        "n_steps": 16,
+        "batch_size": 32,
+        "policy_kwargs": {"lstm_hidden_size": 16, "net_arch": [16]},
+    },
+}
+TINY = {"preset": "ac2000", "seeds": 1, "timesteps": 200, "eval_episodes": 10, "validation_episodes": 0, "workers": 1}
 
 
 class MyDQN(DQN):
@@ -62,31 +70,52 @@ def fails(env: Any, seed: int) -> None:
 HERE = "test_custom_agents"  # pytest puts tests/ on sys.path: this module is importable
 
 
-@pytest.mark.parametrize("entry,names", [
-    ({**TQC, "algo": "sb3_contrib:TQX"}, ["agents[1] 'tqc': algo:", "cannot import 'sb3_contrib:TQX'", "did you mean 'TQC'?"]),
-    ({**TQC, "algo": "no_such_pkg.agents:Algo"}, ["agents[1] 'tqc': algo:", "No module named 'no_such_pkg'"]),
-    ({**TQC, "algo": FACTORY}, ["algo:", "not an algorithm class", "factory"]),
-    ({**TQC, "factory": FACTORY}, ["agents[1] 'tqc': algo:", "not both"]),
-    ({"name": "tqc", "action_mode": "fraction"}, ["agents[1] 'tqc': algo:", "missing"]),
-    ({**TQC, "hyperparms": {}}, ["agents[1] 'tqc': hyperparms:", "not a field", "did you mean 'hyperparams'?"]),
-    ({**TQC, "action_mode": "fractoin"}, ["agents[1] 'tqc': action_mode:", "did you mean 'fraction'?"]),
-    ({"name": "tqc", "algo": "sb3_contrib:TQC"}, ["action_mode:", "missing", "'twap_multiple'"]),
-    ({**TQC, "hyperparams": {"learning_rat": 1e-3}},
-     ["agents[1] 'tqc': hyperparams:", "'learning_rat' is not an argument of TQC", "did you mean 'learning_rate'?"]),
-    ({**TQC, "hyperparams": {"n_timesteps": 10}}, ["hyperparams:", "'n_timesteps'", "field of the entry"]),
-    ({**TQC, "hyperparams": {"seed": 1}}, ["agents[1] 'tqc': hyperparams:", "'seed' is set by each run"]),
-    ({**TQC, "algo": f"{HERE}:MyDQN", "action_mode": "twap_multiple", "hyperparams": {"buffer_sise": 10}},
-     ["hyperparams:", "'buffer_sise' is not an argument of MyDQN", "did you mean 'buffer_size'?"]),
-    ({"name": "f", "factory": f"{HERE}:strict_factory", "action_mode": "twap_multiple", "hyperparams": {"net_arc": [8]}},
-     ["agents[1] 'f': hyperparams:", "'net_arc'", "did you mean 'net_arch'?"]),
-    ({**TQC, "name": "ppo"}, ["agents[1] 'ppo': name:", "registered agent"]),
-    ({**TQC, "name": "twap"}, ["agents[1] 'twap': name:", "baseline"]),
-    ({**TQC, "name": "my agent"}, ["agents[1]: name:", "'my agent' is not a name"]),
-    ({**TQC, "n_envs": 0}, ["agents[1] 'tqc': n_envs:", ">= 1, got 0"]),
-    ({**TQC, "env_kwargs": {"reward": "pnl"}}, ["agents[1] 'tqc': env_kwargs:", "reward", "'pnl'"]),
-    ({**TQC, "env_kwargs": {"action_mode": "fraction"}}, ["env_kwargs:", "the entry's own field"]),
-    (3, ["agents[1]:", "a registered name or a mapping"]),
-])
+@pytest.mark.parametrize(
+    "entry,names",
+    [
+        (
+            {**TQC, "algo": "sb3_contrib:TQX"},
+            ["agents[1] 'tqc': algo:", "cannot import 'sb3_contrib:TQX'", "did you mean 'TQC'?"],
+        ),
+        ({**TQC, "algo": "no_such_pkg.agents:Algo"}, ["agents[1] 'tqc': algo:", "No module named 'no_such_pkg'"]),
+        ({**TQC, "algo": FACTORY}, ["algo:", "not an algorithm class", "factory"]),
+        ({**TQC, "factory": FACTORY}, ["agents[1] 'tqc': algo:", "not both"]),
+        ({"name": "tqc", "action_mode": "fraction"}, ["agents[1] 'tqc': algo:", "missing"]),
+        ({**TQC, "hyperparms": {}}, ["agents[1] 'tqc': hyperparms:", "not a field", "did you mean 'hyperparams'?"]),
+        ({**TQC, "action_mode": "fractoin"}, ["agents[1] 'tqc': action_mode:", "did you mean 'fraction'?"]),
+        ({"name": "tqc", "algo": "sb3_contrib:TQC"}, ["action_mode:", "missing", "'twap_multiple'"]),
+        (
+            {**TQC, "hyperparams": {"learning_rat": 1e-3}},
+            [
+                "agents[1] 'tqc': hyperparams:",
+                "'learning_rat' is not an argument of TQC",
+                "did you mean 'learning_rate'?",
+            ],
+        ),
+        ({**TQC, "hyperparams": {"n_timesteps": 10}}, ["hyperparams:", "'n_timesteps'", "field of the entry"]),
+        ({**TQC, "hyperparams": {"seed": 1}}, ["agents[1] 'tqc': hyperparams:", "'seed' is set by each run"]),
+        (
+            {**TQC, "algo": f"{HERE}:MyDQN", "action_mode": "twap_multiple", "hyperparams": {"buffer_sise": 10}},
+            ["hyperparams:", "'buffer_sise' is not an argument of MyDQN", "did you mean 'buffer_size'?"],
+        ),
+        (
+            {
+                "name": "f",
+                "factory": f"{HERE}:strict_factory",
+                "action_mode": "twap_multiple",
+                "hyperparams": {"net_arc": [8]},
+            },
+            ["agents[1] 'f': hyperparams:", "'net_arc'", "did you mean 'net_arch'?"],
+        ),
+        ({**TQC, "name": "ppo"}, ["agents[1] 'ppo': name:", "registered agent"]),
+        ({**TQC, "name": "twap"}, ["agents[1] 'twap': name:", "baseline"]),
+        ({**TQC, "name": "my agent"}, ["agents[1]: name:", "'my agent' is not a name"]),
+        ({**TQC, "n_envs": 0}, ["agents[1] 'tqc': n_envs:", ">= 1, got 0"]),
+        ({**TQC, "env_kwargs": {"reward": "pnl"}}, ["agents[1] 'tqc': env_kwargs:", "reward", "'pnl'"]),
+        ({**TQC, "env_kwargs": {"action_mode": "fraction"}}, ["env_kwargs:", "the entry's own field"]),
+        (3, ["agents[1]:", "a registered name or a mapping"]),
+    ],
+)
 def test_a_bad_entry_is_refused_in_one_line_naming_it(entry, names):
     with pytest.raises(ValueError) as exc:
         CompareConfig(**TINY, agents=["ppo", entry])
@@ -105,20 +134,42 @@ def test_names_repeated_or_unknown_are_refused():
         CompareConfig(**TINY, agents=[TQC], hyperparams={"lstm": {}})
 
 
-@pytest.mark.parametrize("entry,names", [
-    ({"name": "dqn_box", "algo": "stable_baselines3:DQN", "action_mode": "fraction"},
-     ["agents[0] 'dqn_box': action_mode:", "cannot act in Box", "supports Discrete spaces only",
-      f"discrete interfaces are {[m for m in ACTION_MODES if m not in BOX_MODES]}"]),
-    ({**TQC, "action_mode": "twap_multiple"},
-     ["agents[0] 'tqc': action_mode:", "cannot act in Discrete(12)", "'twap_multiple' on preset 'ac2000'",
-      "supports Box spaces only", f"box interfaces are {list(BOX_MODES)}"]),
-    ({"name": "odd", "factory": f"{HERE}:returns_no_model", "action_mode": "fraction"},
-     ["agents[0] 'odd': factory:", "built a NotAModel, which has no save, load"]),
-    ({"name": "gpu", "factory": f"{HERE}:fails", "action_mode": "fraction"},
-     ["agents[0] 'gpu': factory:", "failed: RuntimeError: no GPU here"]),
-    ({**TQC, "hyperparams": {"learning_rate": "fast"}},
-     ["agents[0] 'tqc': hyperparams:", "building sb3_contrib:TQC", "learning rate schedule must be a float"]),
-])
+@pytest.mark.parametrize(
+    "entry,names",
+    [
+        (
+            {"name": "dqn_box", "algo": "stable_baselines3:DQN", "action_mode": "fraction"},
+            [
+                "agents[0] 'dqn_box': action_mode:",
+                "cannot act in Box",
+                "supports Discrete spaces only",
+                f"discrete interfaces are {[m for m in ACTION_MODES if m not in BOX_MODES]}",
+            ],
+        ),
+        (
+            {**TQC, "action_mode": "twap_multiple"},
+            [
+                "agents[0] 'tqc': action_mode:",
+                "cannot act in Discrete(12)",
+                "'twap_multiple' on preset 'ac2000'",
+                "supports Box spaces only",
+                f"box interfaces are {list(BOX_MODES)}",
+            ],
+        ),
+        (
+            {"name": "odd", "factory": f"{HERE}:returns_no_model", "action_mode": "fraction"},
+            ["agents[0] 'odd': factory:", "built a NotAModel, which has no save, load"],
+        ),
+        (
+            {"name": "gpu", "factory": f"{HERE}:fails", "action_mode": "fraction"},
+            ["agents[0] 'gpu': factory:", "failed: RuntimeError: no GPU here"],
+        ),
+        (
+            {**TQC, "hyperparams": {"learning_rate": "fast"}},
+            ["agents[0] 'tqc': hyperparams:", "building sb3_contrib:TQC", "learning rate schedule must be a float"],
+        ),
+    ],
+)
 def test_an_entry_that_cannot_be_built_fails_in_the_preflight(entry, names):
     cfg = CompareConfig(**TINY, agents=[entry], name="c")
     with pytest.raises(ValueError) as exc:
@@ -129,11 +180,23 @@ def test_an_entry_that_cannot_be_built_fails_in_the_preflight(entry, names):
 
 def test_the_cli_refuses_a_bad_entry_before_anything_runs(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "agents": ["ppo", {"name": "dqn_box", "algo": "stable_baselines3:DQN",
-                                                                "action_mode": "continuous"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **TINY,
+                "agents": ["ppo", {"name": "dqn_box", "algo": "stable_baselines3:DQN", "action_mode": "continuous"}],
+            }
+        )
+    )
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "experiments.compare", "--config", str(path), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.compare", "--config", str(path), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "agents[1] 'dqn_box': action_mode:" in lines[0] and "Box" in lines[0], lines[0]

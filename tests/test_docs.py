@@ -18,8 +18,11 @@ def _sources() -> list[Path]:
 
 
 def test_no_reference_to_notes_outside_the_repository():
-    cited = [f"{p.relative_to(ROOT)}" for p in _sources()
-             if p != Path(__file__) and re.search(r"DOMAIN(\.md| notes)", p.read_text())]
+    cited = [
+        f"{p.relative_to(ROOT)}"
+        for p in _sources()
+        if p != Path(__file__) and re.search(r"DOMAIN(\.md| notes)", p.read_text())
+    ]
     assert cited == []
 
 

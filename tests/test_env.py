@@ -15,8 +15,17 @@ from sb3_exec.dynamics import OBS_NAMES, obs_names
 PRESETS = ["seed", "ac2000"]
 MODES = ["participation", "twap_multiple", "continuous", "fraction", "fraction_grid"]
 STEP_KEYS = {"q_exec", "px_exec", "mid", "part", "q_rem"}
-LAST_KEYS = {"shortfall", "shortfall_bps", "objective_bps", "completion", "schedule_cost",
-             "schedule_cost_bps", "schedule_objective_bps", "risk_bps", "mean_participation"}
+LAST_KEYS = {
+    "shortfall",
+    "shortfall_bps",
+    "objective_bps",
+    "completion",
+    "schedule_cost",
+    "schedule_cost_bps",
+    "schedule_objective_bps",
+    "risk_bps",
+    "mean_participation",
+}
 
 
 def run_episode(env, seed, action_fn):
@@ -38,8 +47,7 @@ def twap_index(env):
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("mode", MODES)
 def test_check_env(preset, mode):
-    check_env(gym.make(sb3_exec.ENV_ID, preset=preset, action_mode=mode).unwrapped,
-              skip_render_check=True)
+    check_env(gym.make(sb3_exec.ENV_ID, preset=preset, action_mode=mode).unwrapped, skip_render_check=True)
     sb3_check_env(ExecutionEnv(preset, action_mode=mode), warn=True)
 
 
@@ -77,6 +85,7 @@ def test_resets_that_continue_the_sequence_equal_seeded_resets():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_same_seed_same_episode_and_unseeded_resets_reproducible(preset):
     env = ExecutionEnv(preset, action_mode="continuous")
+
     def act(obs):  # price-dependent
         return np.array([np.tanh(obs[4]) * 0.5], dtype=np.float32)
 
@@ -164,11 +173,18 @@ def test_twap_is_expressible_on_the_default_action_grid():
     assert infos[-1]["shortfall"] == pytest.approx(10_125.6, abs=0.05)
 
 
-@pytest.mark.parametrize("mode,bad", [
-    ("twap_multiple", 12), ("twap_multiple", -1), ("participation", 7), ("fraction_grid", 21),
-    ("fraction", np.array([-1.01], dtype=np.float32)),
-    ("continuous", np.array([1.5], dtype=np.float32)), ("continuous", np.array([np.nan], dtype=np.float32)),
-])
+@pytest.mark.parametrize(
+    "mode,bad",
+    [
+        ("twap_multiple", 12),
+        ("twap_multiple", -1),
+        ("participation", 7),
+        ("fraction_grid", 21),
+        ("fraction", np.array([-1.01], dtype=np.float32)),
+        ("continuous", np.array([1.5], dtype=np.float32)),
+        ("continuous", np.array([np.nan], dtype=np.float32)),
+    ],
+)
 def test_action_outside_the_space_is_rejected(mode, bad):
     env = ExecutionEnv("seed", action_mode=mode)
     env.reset(seed=0)
@@ -176,9 +192,14 @@ def test_action_outside_the_space_is_rejected(mode, bad):
         env.step(bad)
 
 
-@pytest.mark.parametrize("make", [lambda: ExecutionEnv("ac2000"),
-                                  lambda: gym.make(sb3_exec.ENV_ID, preset="ac2000"),
-                                  lambda: gym.make(sb3_exec.ENV_ID, preset="ac2000", action_mode="residual")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ExecutionEnv("ac2000"),
+        lambda: gym.make(sb3_exec.ENV_ID, preset="ac2000"),
+        lambda: gym.make(sb3_exec.ENV_ID, preset="ac2000", action_mode="residual"),
+    ],
+)
 def test_step_before_reset_and_after_end(make):
     """The env enforces the order of calls itself: ``gymnasium.make`` adds no OrderEnforcing."""
     env = make()
@@ -215,7 +236,7 @@ def test_observation_features():
     env = ExecutionEnv("seed")
     obs, _ = env.reset(seed=0)
     np.testing.assert_allclose(obs[[0, 1, 3, 4, 5]], [1.0, 1.0, 1.0, 0.0, 0.0])
-    obs, *_ , info = env.step(twap_index(env))
+    obs, *_, info = env.step(twap_index(env))
     assert obs[0] == pytest.approx(39 / 40) and obs[1] == pytest.approx(0.975)
     assert obs[5] == pytest.approx(info["part"], rel=1e-6)
     assert env.observation_space.contains(obs)
@@ -244,7 +265,7 @@ def test_step_info_literal_matches_the_batched_keys():
     env = ExecutionEnv("lob", action_mode="twap_multiple")
     env.reset(seed=3)
     t = env._state.t
-    row = [p[t] for p in env._path[:len(dynamics.MARKET_ROW)]]
+    row = [p[t] for p in env._path[: len(dynamics.MARKET_ROW)]]
     res = env._trade(1e5, 2e5, env._state.x, 0.0, 0.0, t + 1, *row)
     info = dynamics.step_info(res)
     assert tuple(info) == dynamics.STEP_INFO_KEYS

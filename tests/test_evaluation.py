@@ -19,8 +19,17 @@ def ac_eval():
 def test_tables(ac_eval):
     ep, steps = ac_eval.episodes, ac_eval.steps
     assert len(ep) == 5 * 2000 and set(ep.policy) == set(BASE)
-    for col in ["shortfall", "shortfall_bps", "objective_bps", "completion", "schedule_cost",
-                "schedule_cost_bps", "schedule_objective_bps", "risk_bps", "mean_participation"]:
+    for col in [
+        "shortfall",
+        "shortfall_bps",
+        "objective_bps",
+        "completion",
+        "schedule_cost",
+        "schedule_cost_bps",
+        "schedule_objective_bps",
+        "risk_bps",
+        "mean_participation",
+    ]:
         assert col in ep and ep[col].notna().all(), col
     assert {"policy", "seed", "slice", "q_exec", "px_exec", "mid", "part", "q_rem"} <= set(steps)
     # shares traded add up to the order for every episode
@@ -43,7 +52,8 @@ def test_summary_statistics(ac_eval):
     # regret against the analytic optimum: AC's schedule objective is the optimum exactly
     assert s.loc["ac", "regret_schedule_objective_bps"] == pytest.approx(0, abs=1e-9)
     assert s.loc["twap", "regret_schedule_objective_bps_pct"] == pytest.approx(
-        100 * (348.5 - 254.86917) / 254.86917, rel=1e-5)
+        100 * (348.5 - 254.86917) / 254.86917, rel=1e-5
+    )
     pd.testing.assert_frame_equal(s, ac_eval.summary())  # seeded bootstrap: reproducible
 
 
@@ -51,8 +61,7 @@ def test_same_seeds_same_numbers_and_order_independent():
     a = evaluate({"twap": TWAP(), "pov": POV()}, {"preset": "seed"}, seeds=[3, 1, 2]).episodes
     b = evaluate({"pov": POV(), "twap": TWAP()}, {"preset": "seed"}, seeds=[3, 1, 2]).episodes
     key = ["policy", "seed"]
-    pd.testing.assert_frame_equal(a.sort_values(key).reset_index(drop=True),
-                                  b.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True))
 
 
 class _NaN(Policy):
@@ -79,8 +88,11 @@ def test_median_difference_and_gain_loss_ratio_against_the_reference():
     from sb3_exec.evaluation import Evaluation, gain_loss
 
     values = {"ref": [10.0, 10.0, 10.0, 10.0], "b": [8.0, 9.0, 11.0, 10.0], "never_worse": [9.0, 10.0, 10.0, 9.5]}
-    rows = [{"policy": p, "seed": i, "shortfall_bps": v, "objective_bps": v, "schedule_objective_bps": v,
-             "completion": 1.0} for p, vs in values.items() for i, v in enumerate(vs)]
+    rows = [
+        {"policy": p, "seed": i, "shortfall_bps": v, "objective_bps": v, "schedule_objective_bps": v, "completion": 1.0}
+        for p, vs in values.items()
+        for i, v in enumerate(vs)
+    ]
     s = Evaluation(pd.DataFrame(rows), None, make_config("seed"), None).summary(reference="ref", n_resamples=50)
     assert s.loc["b", "median_diff_schedule_objective_bps"] == -0.5
     assert s.loc["b", "gain_loss_schedule_objective_bps"] == 1.5  # mean gain 1.5 over mean loss 1

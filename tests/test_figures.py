@@ -19,20 +19,23 @@ from experiments.figures import (
 from sb3_exec import make_config
 
 # results/quick/ac2000: mean and SD of the shortfall (bps), and the schedule objective minus TWAP
-POLICIES = ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp", "dqn", "ddqn",
-            "ppo", "ppo_frac"]
+POLICIES = ["twap", "pov", "vwap", "ac", "immediate", "adaptive", "oracle", "dp", "dqn", "ddqn", "ppo", "ppo_frac"]
 SD = np.array([204.5, 92.9, 204.5, 118.4, 0.0, 118.4, 118.4, 118.4, 110.4, 110.7, 112.0, 118.3])
 MEAN = np.array([141.2, 278.5, 141.2, 187.7, 512.5, 187.7, 187.7, 187.7, 197.0, 197.3, 195.4, 187.9])
-VS_TWAP = np.array([0, -28.5, 0, -93.631, 164.0, -93.631, -93.631, -93.631, -91.835, -91.685,
-                    -92.770, -93.561])
+VS_TWAP = np.array([0, -28.5, 0, -93.631, 164.0, -93.631, -93.631, -93.631, -91.835, -91.685, -92.770, -93.561])
 REGRET_DP = VS_TWAP + 93.631
 
 
 def test_policies_on_one_point_share_a_label_and_labels_do_not_overlap():
     groups = clusters(SD, MEAN, (0.015 * np.ptp(SD), 0.015 * np.ptp(MEAN)))
     names = [[POLICIES[i] for i in g] for g in groups]
-    assert names == [["twap", "vwap"], ["pov"], ["ac", "adaptive", "oracle", "dp", "ppo_frac"],
-                     ["immediate"], ["dqn", "ddqn", "ppo"]]
+    assert names == [
+        ["twap", "vwap"],
+        ["pov"],
+        ["ac", "adaptive", "oracle", "dp", "ppo_frac"],
+        ["immediate"],
+        ["dqn", "ddqn", "ppo"],
+    ]
     y = [MEAN[g].mean() for g in groups]
     placed = spread_out(y, 0.055 * np.ptp(MEAN))
     assert np.diff(np.sort(placed)).min() >= 0.055 * np.ptp(MEAN) - 1e-9
@@ -47,8 +50,9 @@ def test_a_far_off_policy_does_not_set_the_axis():
 
 def _summary() -> pd.DataFrame:
     kind = ["agent" if p in ("dqn", "ddqn", "ppo", "ppo_frac") else "baseline" for p in POLICIES]
-    return pd.DataFrame({"kind": kind, "regret_dp_bps": REGRET_DP,
-                         "vs_adaptive_schedule_objective_bps": REGRET_DP}, index=POLICIES)
+    return pd.DataFrame(
+        {"kind": kind, "regret_dp_bps": REGRET_DP, "vs_adaptive_schedule_objective_bps": REGRET_DP}, index=POLICIES
+    )
 
 
 def test_the_zoomed_panel_shows_the_agents_against_the_causal_optimum():
@@ -63,9 +67,11 @@ def test_the_zoomed_panel_shows_the_agents_against_the_causal_optimum():
 
 def test_policies_are_drawn_in_groups():
     groups = dict(policy_groups(_summary()))
-    assert list(groups.values()) == [["twap", "pov", "vwap", "immediate"],
-                                     ["ac", "adaptive", "oracle", "dp"],
-                                     ["dqn", "ddqn", "ppo", "ppo_frac"]]
+    assert list(groups.values()) == [
+        ["twap", "pov", "vwap", "immediate"],
+        ["ac", "adaptive", "oracle", "dp"],
+        ["dqn", "ddqn", "ppo", "ppo_frac"],
+    ]
 
 
 def test_the_closed_form_frontier_only_where_the_model_is_almgren_chriss():

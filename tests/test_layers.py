@@ -48,7 +48,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -76,8 +76,15 @@ def test_the_layers_point_downwards():
     graph = import_graph(PACKAGE_DIR, "sb3_exec")
     assert graph["sb3_exec.config"] == set()
     for low in ("sb3_exec.market", "sb3_exec.costs", "sb3_exec.dynamics"):
-        above = {"sb3_exec.actions", "sb3_exec.baselines", "sb3_exec.planning", "sb3_exec.policies",
-                 "sb3_exec.env", "sb3_exec.vec_env", "sb3_exec.wrappers"}
+        above = {
+            "sb3_exec.actions",
+            "sb3_exec.baselines",
+            "sb3_exec.planning",
+            "sb3_exec.policies",
+            "sb3_exec.env",
+            "sb3_exec.vec_env",
+            "sb3_exec.wrappers",
+        }
         assert not graph[low] & above, (low, graph[low] & above)
     assert "sb3_exec.wrappers" not in graph["sb3_exec.env"] | graph["sb3_exec.vec_env"]
 

@@ -47,9 +47,19 @@ def test_spreads_positive_with_the_documented_mean():
 
 
 def test_sqrt_impact_cost():
-    ev = evaluate({"imm": "immediate"}, dict(preset="liquidity", temp_impact="sqrt", sigma=0.0,
-                                             volume_innov_sd=0.0, spread_innov_sd=0.0,
-                                             max_participation=1.0), seeds=[0], trajectories=True)
+    ev = evaluate(
+        {"imm": "immediate"},
+        dict(
+            preset="liquidity",
+            temp_impact="sqrt",
+            sigma=0.0,
+            volume_innov_sd=0.0,
+            spread_innov_sd=0.0,
+            max_participation=1.0,
+        ),
+        seeds=[0],
+        trajectories=True,
+    )
     s = ev.steps.iloc[0]
     cfg = ev.config
     hs = cfg.spread_bps * 1e-4 * cfg.p0
@@ -75,12 +85,17 @@ def test_water_fill_kkt_and_against_a_generic_solver():
         assert (marginal[i][q[i] <= 1e-9] >= nu - 1e-7).all()
         assert (marginal[i][q[i] >= cap[i] - 1e-9] <= nu + 1e-7).all()
     for i in np.flatnonzero(feasible)[:5]:  # a generic solver finds nothing better
+
         def f(x, i=i):
             return float(np.sum(a[i] * x + b[i] * x**2 + c[i] * np.abs(x) ** 1.5))
 
-        res = optimize.minimize(f, np.full(n, total[i] / n), bounds=list(zip(np.zeros(n), cap[i], strict=True)),
-                                constraints={"type": "eq", "fun": lambda x, i=i: x.sum() - total[i]},
-                                method="SLSQP")
+        res = optimize.minimize(
+            f,
+            np.full(n, total[i] / n),
+            bounds=list(zip(np.zeros(n), cap[i], strict=True)),
+            constraints={"type": "eq", "fun": lambda x, i=i: x.sum() - total[i]},
+            method="SLSQP",
+        )
         assert f(q[i]) <= res.fun + 1e-9
 
 
@@ -105,8 +120,19 @@ def test_the_oracle_is_never_beaten(preset, side):
     policies = {name: cls() for name, cls in BASELINES.items() if cls().supports(cfg) is None}
     assert "dp" in policies  # the causal optimum too (a DP over the signal and the dark order on lob)
     if preset == "lob":  # any causal policy will do here: a coarse DP solves in seconds
-        policies["dp"] = DP(dp.Grid(inventory=31, volume=5, spread=5, signal=5, quadrature=5, dark=6,
-                                    bisection=20, dark_orders=(0.0, 1.0, 2.0)), progress=False)
+        policies["dp"] = DP(
+            dp.Grid(
+                inventory=31,
+                volume=5,
+                spread=5,
+                signal=5,
+                quadrature=5,
+                dark=6,
+                bisection=20,
+                dark_orders=(0.0, 1.0, 2.0),
+            ),
+            progress=False,
+        )
     policies.update(random=RandomPolicy(3), random2=RandomPolicy(4), cheat=Anticipating())
     if preset == "lob":
         policies.update(dark=DarkFirst(), random_dark=RandomDark(5))
@@ -119,14 +145,15 @@ def test_the_oracle_is_never_beaten(preset, side):
 
 def test_oracle_and_adaptive_are_almgren_chriss_on_ac2000():
     cfg = make_config("ac2000")
-    ev = evaluate({"ac": "ac", "oracle": Oracle(), "adaptive": Adaptive()}, cfg, seeds=range(200),
-                  trajectories=True)
+    ev = evaluate({"ac": "ac", "oracle": Oracle(), "adaptive": Adaptive()}, cfg, seeds=range(200), trajectories=True)
     wide = ev.steps.pivot_table(index=["seed", "slice"], columns="policy", values="q_exec")
     np.testing.assert_allclose(wide.oracle, wide.ac, rtol=1e-9)
     np.testing.assert_allclose(wide.adaptive, wide.ac, rtol=1e-9)
-    np.testing.assert_allclose(ev.episodes.schedule_objective_bps,
-                               ac_model(cfg).objective(ac_model(cfg).holdings()) / cfg.notional * 1e4,
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        ev.episodes.schedule_objective_bps,
+        ac_model(cfg).objective(ac_model(cfg).holdings()) / cfg.notional * 1e4,
+        rtol=1e-9,
+    )
 
 
 def test_adaptive_is_the_oracle_when_liquidity_is_known():
@@ -137,11 +164,18 @@ def test_adaptive_is_the_oracle_when_liquidity_is_known():
 
 
 def test_adaptive_closes_part_of_the_gap_and_summary_reports_it():
-    ev = evaluate({"twap": "twap", "vwap": "vwap", "adaptive": Adaptive(), "oracle": Oracle()},
-                  dict(preset="liquidity"), seeds=range(2000))
+    ev = evaluate(
+        {"twap": "twap", "vwap": "vwap", "adaptive": Adaptive(), "oracle": Oracle()},
+        dict(preset="liquidity"),
+        seeds=range(2000),
+    )
     s = ev.summary(n_resamples=300)
     assert 25 < s.loc["adaptive", "gap_closed_pct"] < 90
-    assert s.loc["adaptive", "gap_closed_pct_lo"] < s.loc["adaptive", "gap_closed_pct"] < s.loc["adaptive", "gap_closed_pct_hi"]
+    assert (
+        s.loc["adaptive", "gap_closed_pct_lo"]
+        < s.loc["adaptive", "gap_closed_pct"]
+        < s.loc["adaptive", "gap_closed_pct_hi"]
+    )
 
 
 def test_oracle_needs_additive_impact():
@@ -201,8 +235,13 @@ def test_signal_predicts_the_move_with_its_documented_strength():
 
 
 def test_signal_schedule_cost_unbiased_and_oracle_still_a_bound():
-    policies = {"twap": "twap", "reactive": SignalReactive(), "adaptive": Adaptive(),
-                "oracle": Oracle(), "cheat": Anticipating()}
+    policies = {
+        "twap": "twap",
+        "reactive": SignalReactive(),
+        "adaptive": Adaptive(),
+        "oracle": Oracle(),
+        "cheat": Anticipating(),
+    }
     ev = evaluate(policies, SIGNAL, seeds=range(4000))
     for name, g in ev.episodes.groupby("policy"):
         d = (g.shortfall_bps - g.schedule_cost_bps).to_numpy()
@@ -249,8 +288,11 @@ def test_dark_fills_never_exceed_the_order_or_the_dark_liquidity():
             dark = env._path[MARKET_ROW.index("dark")]  # the episode's dark liquidity per slice
             t, x, done = 0, env.cfg.Q0, False
             while not done:
-                a = (rng.uniform(-1, 1, size=2).astype(np.float32) if mode == "fraction"
-                     else int(rng.integers(env.action_space.n)))
+                a = (
+                    rng.uniform(-1, 1, size=2).astype(np.float32)
+                    if mode == "fraction"
+                    else int(rng.integers(env.action_space.n))
+                )
                 _, _, done, _, info = env.step(a)
                 assert -1e-9 <= info["dark_fill"] <= min(dark[t], x) + 1e-6
                 assert info["q_exec"] + info["dark_fill"] <= x + 1e-6
@@ -297,9 +339,14 @@ class _FixedPlan(Policy):
         return self.plan[np.minimum(state.t, cfg.T - 1)]
 
 
-@pytest.mark.parametrize("coupling", [dict(participation_change_penalty=50.0),
-                                      dict(risk_aversion=2e-8),
-                                      dict(participation_change_penalty=20.0, risk_aversion=1e-8)])
+@pytest.mark.parametrize(
+    "coupling",
+    [
+        dict(participation_change_penalty=50.0),
+        dict(risk_aversion=2e-8),
+        dict(participation_change_penalty=20.0, risk_aversion=1e-8),
+    ],
+)
 def test_the_convex_solve_where_slices_do_not_separate(coupling):
     """The oracle's coupled solve against a generic solver on the env's own schedule objective."""
     kw = dict(preset="liquidity", T=8, Q0=1e6, **coupling)
@@ -316,8 +363,13 @@ def test_the_convex_solve_where_slices_do_not_separate(coupling):
         plan = evaluate({"oracle": Oracle()}, kw, seeds=[seed], trajectories=True).steps.q_exec
         bounds = list(zip(np.zeros(cfg.T), cap / cfg.Q0, strict=True))
         for x0 in (np.minimum(np.full(cfg.T, 1.0 / cfg.T), cap / cfg.Q0), plan.to_numpy() / cfg.Q0):
-            res = optimize.minimize(f, x0, bounds=bounds, method="SLSQP",
-                                    constraints={"type": "ineq", "fun": lambda x: 1.0 - x.sum()},
-                                    options={"maxiter": 500, "ftol": 1e-12})
+            res = optimize.minimize(
+                f,
+                x0,
+                bounds=bounds,
+                method="SLSQP",
+                constraints={"type": "ineq", "fun": lambda x: 1.0 - x.sum()},
+                options={"maxiter": 500, "ftol": 1e-12},
+            )
             assert oracle <= res.fun + 1e-6  # nothing the generic solver finds beats the oracle
             assert res.fun <= oracle + 0.02  # and from TWAP it reaches the oracle's value

@@ -45,8 +45,9 @@ def test_the_forecast_with_constant_volume_is_the_volume_left():
     np.testing.assert_allclose(market.remaining, np.broadcast_to(expected, (3, cfg.T)), rtol=1e-12)
     np.testing.assert_array_equal(remaining_volume(cfg, market.volume), market.remaining)
     assert not make_config("ac2000").pace_features  # off by default; the market has the forecast anyway
-    np.testing.assert_array_equal(draw_market(make_config("ac2000"), np.arange(3, dtype=np.uint64)).remaining,
-                                  market.remaining)
+    np.testing.assert_array_equal(
+        draw_market(make_config("ac2000"), np.arange(3, dtype=np.uint64)).remaining, market.remaining
+    )
 
 
 def test_pace_features_in_the_observation():
@@ -75,6 +76,7 @@ def test_pace_multiple_one_is_twap_on_constant_volume_and_tracks_the_forecast_on
     """Trading x V_t / R_t every slice is TWAP where volume is constant (ac2000: 348.500 bps, the
     same to 1e-9), and where it moves it sells in proportion to the expected remaining volume:
     the first trade is Q0 V_0 / R_0."""
+
     class Always:
         def __init__(self, a):
             self.a, self.action_space = a, None
@@ -85,8 +87,12 @@ def test_pace_multiple_one_is_twap_on_constant_volume_and_tracks_the_forecast_on
     for preset in ("ac2000", "liquidity"):
         cfg = make_config(preset, pace_features=True)
         one = cfg.twap_multiples.index(1.0)
-        ev = evaluate({"pace": ModelPolicy(Always(one), action_mode="pace_multiple", pace_features=True),
-                       "twap": "twap"}, {"preset": preset}, range(200), trajectories=True)
+        ev = evaluate(
+            {"pace": ModelPolicy(Always(one), action_mode="pace_multiple", pace_features=True), "twap": "twap"},
+            {"preset": preset},
+            range(200),
+            trajectories=True,
+        )
         m = ev.episodes.groupby("policy").schedule_objective_bps.mean()
         if preset == "ac2000":
             assert m["pace"] == pytest.approx(m["twap"], abs=1e-9) and m["twap"] == pytest.approx(348.500, abs=1e-3)
@@ -95,8 +101,9 @@ def test_pace_multiple_one_is_twap_on_constant_volume_and_tracks_the_forecast_on
             market = draw_market(cfg, np.arange(200, dtype=np.uint64))
             first = steps[steps.slice == 0]
             # the first trade: Q0 V_0 / R_0 (below the 25% cap on these episodes)
-            np.testing.assert_allclose(first.q_exec.to_numpy(), cfg.Q0 * market.volume[:, 0] / market.remaining[:, 0],
-                                       rtol=1e-9)
+            np.testing.assert_allclose(
+                first.q_exec.to_numpy(), cfg.Q0 * market.volume[:, 0] / market.remaining[:, 0], rtol=1e-9
+            )
             # trading with the volume beats the clock on most episodes (median 12.3 against 16.5
             # bps), but not on average: behind when late volume collapses, it pays the deadline
             med = ev.episodes.groupby("policy").schedule_objective_bps.median()

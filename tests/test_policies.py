@@ -26,12 +26,22 @@ def trained(tmp_path_factory):
     ``liquidity``."""
     out = tmp_path_factory.mktemp("runs")
     dqn_dir = out / "dqn_s0"
-    train("dqn", "liquidity", seed=0, timesteps=400, out=dqn_dir, n_validation=0, tensorboard=False,
-          env_overrides={"action_mode": "twap_multiple", "pace_features": False}, learning_starts=100)
+    train(
+        "dqn",
+        "liquidity",
+        seed=0,
+        timesteps=400,
+        out=dqn_dir,
+        n_validation=0,
+        tensorboard=False,
+        env_overrides={"action_mode": "twap_multiple", "pace_features": False},
+        learning_starts=100,
+    )
     ppo = agents.make("ppo", preset="liquidity", seed=0, n_steps=16, batch_size=64)
     ppo.learn(256)
-    res = agents.make("ppo_res", agents.make_env("ppo_res", "liquidity", seed=0, n_envs=8), seed=0,
-                      n_steps=16, batch_size=64)
+    res = agents.make(
+        "ppo_res", agents.make_env("ppo_res", "liquidity", seed=0, n_envs=8), seed=0, n_steps=16, batch_size=64
+    )
     res.learn(256)
     return dqn_dir, ppo, res
 
@@ -39,13 +49,15 @@ def trained(tmp_path_factory):
 def test_mixed_interfaces_in_one_call_equal_each_model_alone(trained):
     dqn_dir, ppo, res = trained
     assert ppo.action_space.shape == (1,) and load_run(dqn_dir).model.action_space.n == 12
-    ev = evaluate({"dqn": str(dqn_dir), "ppo": ppo, "ppo_res": res, "twap": "twap"},
-                  {"preset": "liquidity"}, SEEDS)  # the market only: no action_mode anywhere
+    ev = evaluate(
+        {"dqn": str(dqn_dir), "ppo": ppo, "ppo_res": res, "twap": "twap"}, {"preset": "liquidity"}, SEEDS
+    )  # the market only: no action_mode anywhere
     assert set(ev.episodes.policy) == {"dqn", "ppo", "ppo_res", "twap"}
     alone = {
         "dqn": evaluate({"dqn": load_run(dqn_dir)}, {"preset": "liquidity", "action_mode": "twap_multiple"}, SEEDS),
-        "ppo": evaluate({"ppo": ppo}, {"preset": "liquidity", "action_mode": "pace_continuous",
-                                       "pace_features": True}, SEEDS),
+        "ppo": evaluate(
+            {"ppo": ppo}, {"preset": "liquidity", "action_mode": "pace_continuous", "pace_features": True}, SEEDS
+        ),
         "ppo_res": evaluate({"ppo_res": res}, {"preset": "liquidity", "action_mode": "residual"}, SEEDS),
     }
     for name, ev_alone in alone.items():

@@ -22,8 +22,14 @@ def lstm() -> RecurrentPPO:
     th.set_num_threads(1)
     env = make_vec_env(4, preset="liquidity", action_mode="fraction")
     env.seed(0)
-    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=16, batch_size=32, seed=0,
-                         policy_kwargs={"lstm_hidden_size": 16, "net_arch": [16]})
+    model = RecurrentPPO(
+        "MlpLstmPolicy",
+        env,
+        n_steps=16,
+        batch_size=32,
+        seed=0,
+        policy_kwargs={"lstm_hidden_size": 16, "net_arch": [16]},
+    )
     model.learn(256)
     return model
 
@@ -68,8 +74,11 @@ def test_a_recurrent_policy_equals_the_single_env_with_its_state_carried(lstm):
     np.testing.assert_allclose(got, single, rtol=1e-9, atol=0)
     # the test would catch the bug: without the state the numbers are others (those of the single
     # env stepped without it), by far more than the tolerance
-    stateless = evaluate({"pair": (Stateless(lstm), "fraction"),
-                          "lstm": ModelPolicy(Stateless(lstm), action_mode="fraction")}, MARKET, SEEDS)
+    stateless = evaluate(
+        {"pair": (Stateless(lstm), "fraction"), "lstm": ModelPolicy(Stateless(lstm), action_mode="fraction")},
+        MARKET,
+        SEEDS,
+    )
     by = stateless.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
     np.testing.assert_array_equal(by["pair"], by["lstm"])  # (model, mode) is ModelPolicy(model, action_mode=mode)
     wrong = by["lstm"].loc[SEEDS].to_numpy()
@@ -99,8 +108,15 @@ def test_a_plain_function_is_a_policy_with_its_interface_named():
     def always_twap(obs: np.ndarray) -> np.ndarray:
         return np.full(len(obs), k)
 
-    ev = evaluate({"twap": "twap", "pair": (always_twap, "twap_multiple"),
-                   "cls": CallablePolicy(always_twap, action_mode="twap_multiple")}, MARKET, SEEDS)
+    ev = evaluate(
+        {
+            "twap": "twap",
+            "pair": (always_twap, "twap_multiple"),
+            "cls": CallablePolicy(always_twap, action_mode="twap_multiple"),
+        },
+        MARKET,
+        SEEDS,
+    )
     by = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
     np.testing.assert_allclose(by["pair"], by["twap"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(by["cls"], by["twap"], rtol=0, atol=1e-9)
@@ -117,20 +133,28 @@ def test_a_torch_module_through_a_function_and_a_box_interface():
     with th.no_grad():
         actor.weight.zero_()
         actor.bias.copy_(th.nn.functional.one_hot(th.tensor(k), 12).float())
-    ev = evaluate({"twap": "twap",
-                   "torch": (lambda obs: actor(th.as_tensor(obs)).argmax(dim=1), "twap_multiple"),
-                   "rule": (lambda obs: 2.0 / np.maximum(np.rint(obs[:, :1] * T), 1) - 1.0, "fraction")},
-                  MARKET, SEEDS)
+    ev = evaluate(
+        {
+            "twap": "twap",
+            "torch": (lambda obs: actor(th.as_tensor(obs)).argmax(dim=1), "twap_multiple"),
+            "rule": (lambda obs: 2.0 / np.maximum(np.rint(obs[:, :1] * T), 1) - 1.0, "fraction"),
+        },
+        MARKET,
+        SEEDS,
+    )
     by = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
     np.testing.assert_allclose(by["torch"], by["twap"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(by["rule"], by["twap"], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("fn,mode,names", [
-    (lambda obs: np.full(len(obs), 0.5), "twap_multiple", ["integers in [0, 12)", "float64", "'twap_multiple'"]),
-    (lambda obs: np.full(len(obs), 3.0), "fraction", ["floats in [-1, 1]", "'fraction'"]),
-    (lambda obs: np.zeros(2, dtype=int), "twap_multiple", ["shape (2,)", "6 integers"]),
-])
+@pytest.mark.parametrize(
+    "fn,mode,names",
+    [
+        (lambda obs: np.full(len(obs), 0.5), "twap_multiple", ["integers in [0, 12)", "float64", "'twap_multiple'"]),
+        (lambda obs: np.full(len(obs), 3.0), "fraction", ["floats in [-1, 1]", "'fraction'"]),
+        (lambda obs: np.zeros(2, dtype=int), "twap_multiple", ["shape (2,)", "6 integers"]),
+    ],
+)
 def test_actions_outside_the_interface_are_refused(fn, mode, names):
     with pytest.raises(ValueError, match="policy: CallablePolicy") as exc:
         evaluate({"bad": (fn, mode)}, MARKET, SEEDS)

@@ -38,12 +38,15 @@ def _desynchronized(cfg, n=12):
     return market, state
 
 
-@pytest.mark.parametrize("preset, overrides", [
-    ("liquidity", {}),
-    ("lob", {}),  # the dark venue: the current slice's dark capacity sits in each row's own column
-    ("liquidity", {"T": 12, "participation_change_penalty": 20.0}),  # coupled: planned in groups
-    ("ac2000", {}),  # a risk term: the closed form over the slices left
-])
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("liquidity", {}),
+        ("lob", {}),  # the dark venue: the current slice's dark capacity sits in each row's own column
+        ("liquidity", {"T": 12, "participation_change_penalty": 20.0}),  # coupled: planned in groups
+        ("ac2000", {}),  # a risk term: the closed form over the slices left
+    ],
+)
 def test_mpc_orders_per_episode_equal_planning_each_episode_alone(preset, overrides):
     cfg = make_config(preset, **overrides)
     market, state = _desynchronized(cfg)
@@ -62,8 +65,9 @@ def test_mpc_orders_per_episode_equal_planning_each_episode_alone(preset, overri
 def test_residual_action_zero_is_the_adaptive_mpc(preset):
     dims = 2 if preset == "lob" else 1
     kw = {"preset": preset, "action_mode": "residual"}  # the default interface of bare models
-    ev = evaluate({"zero": Constant(0.0, dims), "more": Constant(1.0, dims), "adaptive": Adaptive()},
-                  kw, seeds=range(40))
+    ev = evaluate(
+        {"zero": Constant(0.0, dims), "more": Constant(1.0, dims), "adaptive": Adaptive()}, kw, seeds=range(40)
+    )
     by = ev.episodes.pivot(index="seed", columns="policy", values="schedule_objective_bps")
     np.testing.assert_allclose(by["zero"], by["adaptive"], rtol=0, atol=1e-8)
     # the action does act: twice the MPC's trade costs more (impact) on most episodes

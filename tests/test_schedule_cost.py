@@ -10,8 +10,7 @@ from sb3_exec import POV, TWAP, AlmgrenChriss, Immediate, evaluate
 from sb3_exec.analytic import ac_model
 from sb3_exec.config import make_config
 
-CAUSAL = {"twap": TWAP(), "ac": AlmgrenChriss(), "pov": POV(), "immediate": Immediate(),
-          "random": RandomPolicy(seed=7)}
+CAUSAL = {"twap": TWAP(), "ac": AlmgrenChriss(), "pov": POV(), "immediate": Immediate(), "random": RandomPolicy(seed=7)}
 
 
 @pytest.mark.parametrize("preset", ["seed", "ac2000"])

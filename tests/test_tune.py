@@ -53,17 +53,25 @@ def test_save_writes_into_the_agent_yaml(tmp_path, monkeypatch):
 
 
 def test_cli_help_and_bad_input():
-    proc = subprocess.run([sys.executable, "-m", "experiments.tune", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, check=False, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.tune", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "--trials" in proc.stdout and "optuna-dashboard" in proc.stdout
     with pytest.raises(ValueError, match="trials"):
         tune("dqn", "ac2000", trials=0)
     with pytest.raises(ValueError, match="timesteps must be an integer >= 1, got 0"):
         tune("dqn", "ac2000", trials=1, timesteps=0)  # not the YAML's budget in disguise
     base = [sys.executable, "-m", "experiments.tune", "--agent", "dqn", "--preset", "ac2000"]
-    for args, names in ((["--trials", "0"], ("--trials", "got 0")),
-                        (["--timesteps", "0"], ("--timesteps", "got 0")),
-                        (["--n-validation", "0"], ("--n-validation", "got 0"))):
+    for args, names in (
+        (["--trials", "0"], ("--trials", "got 0")),
+        (["--timesteps", "0"], ("--timesteps", "got 0")),
+        (["--n-validation", "0"], ("--n-validation", "got 0")),
+    ):
         proc = subprocess.run(base + args, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]

@@ -20,18 +20,20 @@ def _actions(space, rng, n):
     return rng.uniform(-1, 1, size=(n, *space.shape)).astype(np.float32)
 
 
-CASES = [(preset, mode, side) for preset in ("seed", "ac2000") for mode in MODES
-         for side in ("sell", "buy")]
+CASES = [(preset, mode, side) for preset in ("seed", "ac2000") for mode in MODES for side in ("sell", "buy")]
 # the residual mode acts on the MPC, which needs additive impact: the liquidity preset (separable
 # slices, episodes planned per row, dark venue on the buy side), and ac2000 (a risk term:
 # episodes planned in groups at equal slices)
-CASES += [("liquidity", "residual", "sell"), ("liquidity", "residual", "buy"),
-          ("ac2000", "residual", "sell")]
+CASES += [("liquidity", "residual", "sell"), ("liquidity", "residual", "buy"), ("ac2000", "residual", "sell")]
 # a residual on TWAP and on VWAP: bases that solve nothing, so any preset (the notebook's too)
 CASES += [("seed", "residual:twap", "sell"), ("liquidity", "residual:vwap", "buy")]
 # the interfaces on the slice's volume and on the expected remaining volume (pace features on)
-CASES += [("liquidity", "participation_rate", "sell"), ("liquidity", "pace_multiple", "sell"),
-          ("liquidity", "pace_continuous", "buy"), ("ac2000", "pace_multiple", "buy")]
+CASES += [
+    ("liquidity", "participation_rate", "sell"),
+    ("liquidity", "pace_multiple", "sell"),
+    ("liquidity", "pace_continuous", "buy"),
+    ("ac2000", "pace_multiple", "buy"),
+]
 
 
 @pytest.mark.parametrize("preset, mode, side", CASES)
@@ -46,8 +48,14 @@ def test_vec_env_equals_single_envs_across_auto_resets(preset, mode, side):
     if preset == "liquidity":
         kwargs["T"] = 8
     if side == "buy":  # and the penalties, the order-flow signal and the dark venue on
-        kwargs.update(aggressiveness_penalty=5.0, participation_change_penalty=20.0,
-                      signal_strength=0.1, signal_phi=0.7, dark_share=0.05, dark_adverse_bps=1.0)
+        kwargs.update(
+            aggressiveness_penalty=5.0,
+            participation_change_penalty=20.0,
+            signal_strength=0.1,
+            signal_phi=0.7,
+            dark_share=0.05,
+            dark_adverse_bps=1.0,
+        )
         if preset == "liquidity":  # the MPC's coupled solve is slow; ac2000 covers the groups
             kwargs.update(participation_change_penalty=0.0)
     vec = make_vec_env(B, preset, step_infos=True, **kwargs)

@@ -15,8 +15,14 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
 
-def make(env: VecEnv, seed: int, lr_start: float = 1e-3, lr_end: float = 1e-4,
-         net_arch: tuple[int, ...] = (64, 64), **dqn_kwargs: Any) -> DQN:
+def make(
+    env: VecEnv,
+    seed: int,
+    lr_start: float = 1e-3,
+    lr_end: float = 1e-4,
+    net_arch: tuple[int, ...] = (64, 64),
+    **dqn_kwargs: Any,
+) -> DQN:
     """SB3 DQN with a learning rate decaying linearly from ``lr_start`` to ``lr_end`` over training.
 
     :param env: the training env ``experiments.compare`` builds for the entry's ``action_mode``
@@ -26,8 +32,10 @@ def make(env: VecEnv, seed: int, lr_start: float = 1e-3, lr_end: float = 1e-4,
     :param net_arch: hidden layers of the Q-network
     :param dqn_kwargs: further SB3 ``DQN`` arguments (``learning_starts``, ``gamma``...)
     """
+
     def schedule(progress_remaining: float) -> float:  # 1 at the start of training, 0 at its end
         return lr_end + (lr_start - lr_end) * progress_remaining
 
-    return DQN("MlpPolicy", env, seed=seed, learning_rate=schedule,
-               policy_kwargs={"net_arch": list(net_arch)}, **dqn_kwargs)
+    return DQN(
+        "MlpPolicy", env, seed=seed, learning_rate=schedule, policy_kwargs={"net_arch": list(net_arch)}, **dqn_kwargs
+    )

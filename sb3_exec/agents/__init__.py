@@ -88,14 +88,17 @@ def hyperparams(name: str, preset: str = "default") -> dict[str, Any]:
 def env_kwargs_for(name: str, preset: str, **overrides: Any) -> dict[str, Any]:
     """Env options an agent trains with: the preset, its action mode and the YAML's env_kwargs."""
     params = hyperparams(name, preset)
-    kwargs = {"preset": preset, "action_mode": _check_agent(name).action_mode,
-              **params.get("env_kwargs", {}), **overrides}
+    kwargs = {
+        "preset": preset,
+        "action_mode": _check_agent(name).action_mode,
+        **params.get("env_kwargs", {}),
+        **overrides,
+    }
     make_config(**kwargs)  # validate now, before anything runs
     return kwargs
 
 
-def make_env(name: str, preset: str, seed: int = 0, n_envs: int | None = None,
-             **env_overrides: Any) -> VecEnv:
+def make_env(name: str, preset: str, seed: int = 0, n_envs: int | None = None, **env_overrides: Any) -> VecEnv:
     """The training env of an agent on a preset: the batched ``ExecutionVecEnv`` (``n_envs``
     from the YAML by default; wrapped for the residual interface) under SB3's ``VecMonitor``,
     seeded with ``seed``."""
@@ -123,16 +126,19 @@ def check_hyperparams(name: str, params: dict[str, Any]) -> None:
     accepted = {p for p in inspect.signature(algo.__init__).parameters if p not in ("self", "env")}
     for key in params:
         if key in META_KEYS:
-            raise ValueError(f"hyperparams: {name}: {key!r} is not an argument of {algo.__name__}; set it "
-                             f"in sb3_exec/agents/hyperparams/{name}.yml (or the budget with timesteps)")
+            raise ValueError(
+                f"hyperparams: {name}: {key!r} is not an argument of {algo.__name__}; set it "
+                f"in sb3_exec/agents/hyperparams/{name}.yml (or the budget with timesteps)"
+            )
         if key not in accepted:
             near = difflib.get_close_matches(key, sorted(accepted), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else f"; {algo.__name__} takes {sorted(accepted)}"
             raise ValueError(f"hyperparams: {name}: {key!r} is not an argument of {algo.__name__}{hint}")
 
 
-def make(name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0,
-         preset: str | None = None, **overrides: Any) -> BaseAlgorithm:
+def make(
+    name: str, env: gym.Env | VecEnv | str | None = None, seed: int = 0, preset: str | None = None, **overrides: Any
+) -> BaseAlgorithm:
     """Build a registered agent with its default hyperparameters.
 
     :param name: a key of ``AGENTS`` (``dqn``, ``ddqn``, ``qrdqn``, ``ppo``, ``ppo_cont``, ``a2c``,
@@ -167,8 +173,11 @@ def carry_interface(model: Any, env: gym.Env | VecEnv) -> None:
     env that is not an execution env."""
     cfg = env_config(env)
     if cfg is not None:
-        model.exec_env_kwargs = {"preset": env_attr(env, "preset"), "reward": cfg.reward,
-                                 **{k: getattr(cfg, k) for k in INTERFACE_FIELDS}}
+        model.exec_env_kwargs = {
+            "preset": env_attr(env, "preset"),
+            "reward": cfg.reward,
+            **{k: getattr(cfg, k) for k in INTERFACE_FIELDS},
+        }
 
 
 def env_attr(env: gym.Env | VecEnv, name: str) -> Any:
@@ -187,5 +196,15 @@ def env_config(env: gym.Env | VecEnv) -> ExecConfig | None:
     return cfg if isinstance(cfg, ExecConfig) else None
 
 
-__all__ = ["AGENTS", "AgentSpec", "DoubleDQN", "carry_interface", "check_hyperparams", "env_config", "env_kwargs_for", "hyperparams", "make",
-           "make_env"]
+__all__ = [
+    "AGENTS",
+    "AgentSpec",
+    "DoubleDQN",
+    "carry_interface",
+    "check_hyperparams",
+    "env_config",
+    "env_kwargs_for",
+    "hyperparams",
+    "make",
+    "make_env",
+]

@@ -42,8 +42,7 @@ from sb3_exec.baselines import BASELINES
 from sb3_exec.config import ACTION_MODES, make_config
 from sb3_exec.wrappers import make_vec_env
 
-FIELDS = ("name", "algo", "factory", "action_mode", "n_timesteps", "n_envs", "hyperparams", "env_kwargs",
-          "description")
+FIELDS = ("name", "algo", "factory", "action_mode", "n_timesteps", "n_envs", "hyperparams", "env_kwargs", "description")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")  # it names run folders (<name>_s<seed>)
 MODEL_METHODS = ("learn", "predict", "save")  # and a classmethod load: compare reloads stored runs
 
@@ -73,8 +72,9 @@ def accepted_arguments(target: Any, skip: int = 0) -> set[str] | None:
     """Keyword arguments a function, or a class's constructor, takes (following ``**kwargs`` up
     the class's bases, as an SB3 subclass passes them on); ``skip`` leading parameters are not
     counted (a factory's ``env, seed``); None where anything goes (``**kwargs`` all the way)."""
-    chain = ([vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
-             if inspect.isclass(target) else [target])
+    chain = (
+        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+    )
     names: set[str] = set()
     for i, fn in enumerate(chain):
         params = list(inspect.signature(fn).parameters.values())
@@ -158,7 +158,9 @@ class AgentDef:
         try:
             make_config(**kwargs)
         except ValueError as exc:
-            raise self.error("env_kwargs" if self.env_kwargs else "action_mode", f"on preset {preset!r}: {exc}") from None
+            raise self.error(
+                "env_kwargs" if self.env_kwargs else "action_mode", f"on preset {preset!r}: {exc}"
+            ) from None
         return kwargs
 
     def make_env(self, preset: str, seed: int = 0, n_envs: int | None = None, **overrides: Any) -> VecEnv:
@@ -173,11 +175,15 @@ class AgentDef:
         who = getattr(target, "__name__", self.path)
         for key in params:
             if key == "seed" or (key == "env" and self.algo):
-                raise self.error("hyperparams", f"{key!r} is set by each run (the training seed, the "
-                                                f"training env); leave it out")
+                raise self.error(
+                    "hyperparams", f"{key!r} is set by each run (the training seed, the training env); leave it out"
+                )
             if key in agents.META_KEYS:
-                raise self.error("hyperparams", f"{key!r} is not an argument of {who}; it is a field of "
-                                                f"the entry: write '{key}:' beside 'hyperparams:'")
+                raise self.error(
+                    "hyperparams",
+                    f"{key!r} is not an argument of {who}; it is a field of "
+                    f"the entry: write '{key}:' beside 'hyperparams:'",
+                )
         accepted = accepted_arguments(target, skip=0 if self.algo else 2)
         if accepted is None:
             return
@@ -187,8 +193,15 @@ class AgentDef:
                 hint = f"did you mean {near[0]!r}?" if near else f"{who} takes {sorted(accepted)}"
                 raise self.error("hyperparams", f"{key!r} is not an argument of {who}; {hint}")
 
-    def make(self, env: gym.Env | VecEnv, seed: int = 0, preset: str | None = None,
-             tensorboard_log: str | None = None, verbose: int | None = None, **overrides: Any) -> Any:
+    def make(
+        self,
+        env: gym.Env | VecEnv,
+        seed: int = 0,
+        preset: str | None = None,
+        tensorboard_log: str | None = None,
+        verbose: int | None = None,
+        **overrides: Any,
+    ) -> Any:
         """Build the model on ``env`` (SB3's ``seed``); ``overrides`` replace ``hyperparams``.
         The interface travels with the model (``agents.carry_interface``), as for a registered one."""
         self.check_hyperparams(overrides)
@@ -204,8 +217,7 @@ class AgentDef:
         agents.carry_interface(model, env)
         return model
 
-    def check_build(self, preset: str, env_overrides: Mapping[str, Any] | None = None,
-                    **overrides: Any) -> None:
+    def check_build(self, preset: str, env_overrides: Mapping[str, Any] | None = None, **overrides: Any) -> None:
         """Build it on ``preset``'s training env with zero training steps: a class that cannot
         act in the interface's action space, a hyperparameter it refuses, or a factory that fails
         or returns something without ``learn``/``predict``/``save``/``load`` fails now."""
@@ -219,13 +231,18 @@ class AgentDef:
                 reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
                 if "action space" in reason.lower():
                     raise self._space_error(env.action_space, preset, reason) from exc
-                raise self.error("hyperparams" if self.algo else "factory",
-                                 f"building {self.path} on preset {preset!r} failed: {reason}") from exc
+                raise self.error(
+                    "hyperparams" if self.algo else "factory",
+                    f"building {self.path} on preset {preset!r} failed: {reason}",
+                ) from exc
             missing = [m for m in MODEL_METHODS if not callable(getattr(model, m, None))]
             missing += [] if callable(getattr(type(model), "load", None)) else ["load"]
             if missing:
-                raise self.error(source, f"{self.path} built a {type(model).__name__}, which has no "
-                                         f"{', '.join(missing)}: compare trains, saves and reloads it")
+                raise self.error(
+                    source,
+                    f"{self.path} built a {type(model).__name__}, which has no "
+                    f"{', '.join(missing)}: compare trains, saves and reloads it",
+                )
             space = getattr(model, "action_space", None)
             if space is not None and space != env.action_space:
                 raise self._space_error(env.action_space, preset, f"the model acts in {space}")
@@ -237,9 +254,12 @@ class AgentDef:
         other = [m for m in ACTION_MODES if (m in BOX_MODES) != box]
         supported = re.findall(r"<class '[\w.]*?(\w+)'>", reason)  # SB3 names the spaces it supports
         why = f"it supports {', '.join(supported)} spaces only" if supported else reason
-        return self.error("action_mode", f"{self.path} cannot act in {space}, the space of "
-                                         f"{self.action_mode!r} on preset {preset!r} ({why}); the "
-                                         f"{'discrete' if box else 'box'} interfaces are {other}")
+        return self.error(
+            "action_mode",
+            f"{self.path} cannot act in {space}, the space of "
+            f"{self.action_mode!r} on preset {preset!r} ({why}); the "
+            f"{'discrete' if box else 'box'} interfaces are {other}",
+        )
 
 
 @dataclass(frozen=True)
@@ -286,14 +306,17 @@ def _field_error(where: str, name: str, message: str) -> ValueError:
     return ValueError(f"{where}: {name}: {message}")
 
 
-def parse(entry: Any, where: str, preset: str | None = None,
-          env_overrides: Mapping[str, Any] | None = None) -> AgentDef:
+def parse(
+    entry: Any, where: str, preset: str | None = None, env_overrides: Mapping[str, Any] | None = None
+) -> AgentDef:
     """One entry of an ``agents`` list that defines an agent, checked: its fields, its name, the
     class or factory (imported), the interface, the hyperparameters' names and, given a
     ``preset``, the env options on it. ``where`` names the entry in errors (``agents[1]``)."""
     if not isinstance(entry, Mapping):  # a ValueError: compare reports those in one line
-        raise ValueError(f"{where}: an agent is a registered name or a mapping with name, "
-                         f"action_mode and algo or factory; got {entry!r}")
+        raise ValueError(
+            f"{where}: an agent is a registered name or a mapping with name, "
+            f"action_mode and algo or factory; got {entry!r}"
+        )
     name = entry.get("name")
     if not isinstance(name, str) or not NAME.match(name):
         got = "missing" if name is None else f"{name!r} is not a name (a letter, then letters, digits, _.-)"
@@ -305,20 +328,32 @@ def parse(entry: Any, where: str, preset: str | None = None,
             hint = f"did you mean {near[0]!r}?" if near else f"the fields are {list(FIELDS)}"
             raise _field_error(label, str(key), f"not a field of an agent definition; {hint}")
     if name in agents.AGENTS:
-        raise _field_error(label, "name", f"{name!r} is a registered agent ({agents.AGENTS[name].description}); "
-                                          f"give yours another name, or list the registered one by its name")
+        raise _field_error(
+            label,
+            "name",
+            f"{name!r} is a registered agent ({agents.AGENTS[name].description}); "
+            f"give yours another name, or list the registered one by its name",
+        )
     if name in BASELINES:
         raise _field_error(label, "name", f"{name!r} is a baseline; give your agent another name")
     sources = [k for k in ("algo", "factory") if entry.get(k) is not None]
     if len(sources) != 1:
         both = "give algo or factory, not both" if sources else "missing: give algo or factory"
-        raise _field_error(label, "algo", f"{both} (algo: a class, 'module:Class'; factory: a function "
-                                          f"(env, seed, **hyperparams) -> model, 'module:function')")
+        raise _field_error(
+            label,
+            "algo",
+            f"{both} (algo: a class, 'module:Class'; factory: a function "
+            f"(env, seed, **hyperparams) -> model, 'module:function')",
+        )
     source = sources[0]
     mode = entry.get("action_mode")
     if mode not in ACTION_MODES:
         near = difflib.get_close_matches(str(mode), ACTION_MODES, n=1) if mode is not None else []
-        got = "missing" if mode is None else f"unknown action mode {mode!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+        got = (
+            "missing"
+            if mode is None
+            else f"unknown action mode {mode!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+        )
         raise _field_error(label, "action_mode", f"{got}; choose one of {list(ACTION_MODES)}")
     for key, low in (("n_timesteps", 1), ("n_envs", 1)):
         value = entry.get(key)
@@ -337,14 +372,26 @@ def parse(entry: Any, where: str, preset: str | None = None,
     except ImportError as exc:
         raise _field_error(label, source, f"cannot import {path!r} ({exc})") from None
     if source == "algo" and not (inspect.isclass(target) and all(hasattr(target, m) for m in (*MODEL_METHODS, "load"))):
-        raise _field_error(label, "algo", f"{path!r} is not an algorithm class (a class with SB3's learn, predict, "
-                                          f"save and load); a function that builds a model is a factory")
+        raise _field_error(
+            label,
+            "algo",
+            f"{path!r} is not an algorithm class (a class with SB3's learn, predict, "
+            f"save and load); a function that builds a model is a factory",
+        )
     if source == "factory" and not callable(target):
         raise _field_error(label, "factory", f"{path!r} is not callable; give a function (env, seed, **hyperparams)")
-    defn = AgentDef(name=name, action_mode=mode, algo=entry.get("algo"), factory=entry.get("factory"),
-                    n_timesteps=entry.get("n_timesteps"), n_envs=entry.get("n_envs") or 1,
-                    hyperparams=dict(entry.get("hyperparams") or {}), env_kwargs=dict(entry.get("env_kwargs") or {}),
-                    description=str(entry.get("description") or ""), where=label)
+    defn = AgentDef(
+        name=name,
+        action_mode=mode,
+        algo=entry.get("algo"),
+        factory=entry.get("factory"),
+        n_timesteps=entry.get("n_timesteps"),
+        n_envs=entry.get("n_envs") or 1,
+        hyperparams=dict(entry.get("hyperparams") or {}),
+        env_kwargs=dict(entry.get("env_kwargs") or {}),
+        description=str(entry.get("description") or ""),
+        where=label,
+    )
     defn.check_hyperparams(defn.hyperparams)
     if source == "factory":
         try:
@@ -356,8 +403,9 @@ def parse(entry: Any, where: str, preset: str | None = None,
     return defn
 
 
-def split_agents(entries: Any, key: str = "agents", preset: str | None = None,
-                 env_overrides: Mapping[str, Any] | None = None) -> tuple[list[str], list[AgentDef]]:
+def split_agents(
+    entries: Any, key: str = "agents", preset: str | None = None, env_overrides: Mapping[str, Any] | None = None
+) -> tuple[list[str], list[AgentDef]]:
     """The names an ``agents`` list selects, in order, and the agents it defines (each checked,
     on ``preset`` if given: ``parse``); a name defined twice is refused. Strings are names of
     registered or defined agents (``experiments.compare`` checks them)."""
@@ -377,8 +425,9 @@ def split_agents(entries: Any, key: str = "agents", preset: str | None = None,
     return names, list(defs.values())
 
 
-def comparison_agents(entries: Any, definitions: Any = (), preset: str | None = None,
-                      env_overrides: Mapping[str, Any] | None = None) -> tuple[list[str], dict[str, AgentDef]]:
+def comparison_agents(
+    entries: Any, definitions: Any = (), preset: str | None = None, env_overrides: Mapping[str, Any] | None = None
+) -> tuple[list[str], dict[str, AgentDef]]:
     """The agents of a comparison: the names ``entries`` (an ``agents`` list) selects, in order,
     and every agent defined there or in ``definitions`` (a list of definitions; one of the same
     name in ``entries`` wins), checked on ``preset``. Unknown and repeated names are refused."""
@@ -388,8 +437,10 @@ def comparison_agents(entries: Any, definitions: Any = (), preset: str | None = 
     for name in names:
         if name not in agents.AGENTS and name not in defined:
             mine = f"; defined here: {sorted(defined)}" if defined else ""
-            raise ValueError(f"agents: unknown agent {name!r}; choose from the registered {sorted(agents.AGENTS)} "
-                             f"or define it (README: Compare your own agent){mine}")
+            raise ValueError(
+                f"agents: unknown agent {name!r}; choose from the registered {sorted(agents.AGENTS)} "
+                f"or define it (README: Compare your own agent){mine}"
+            )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"agents: listed twice: {repeated}")
@@ -403,5 +454,15 @@ def definitions_in(entries: Any) -> list[Mapping[str, Any]]:
     return [e for e in entries if isinstance(e, Mapping)]
 
 
-__all__ = ["FIELDS", "AgentDef", "Registered", "accepted_arguments", "comparison_agents", "definitions_in", "import_object", "parse", "resolve",
-           "split_agents"]
+__all__ = [
+    "FIELDS",
+    "AgentDef",
+    "Registered",
+    "accepted_arguments",
+    "comparison_agents",
+    "definitions_in",
+    "import_object",
+    "parse",
+    "resolve",
+    "split_agents",
+]

@@ -23,7 +23,9 @@ def dqn_target(q_net_target: th.nn.Module, data: ReplayBufferSamples, discounts:
 
 
 def double_q_target(
-    q_net: th.nn.Module, q_net_target: th.nn.Module, data: ReplayBufferSamples,
+    q_net: th.nn.Module,
+    q_net_target: th.nn.Module,
+    data: ReplayBufferSamples,
     discounts: th.Tensor | float,
 ) -> th.Tensor:
     """Double DQN's TD target: the online network picks, the target network values."""
