@@ -50,13 +50,16 @@ class ExecutionEnv(gym.Env):
     | ``fraction`` | ``Box(-1, 1, (1,))`` | fraction ``(a+1)/2`` of the inventory left ``x``; the last slice trades everything left |
     | ``fraction_grid`` | ``Discrete(len(fraction_grid))`` | fraction ``fraction_grid[a]`` of ``x`` (0 and geometric steps from 1% to 100%); the last slice trades everything left |
     | ``residual`` | ``Box(-1, 1, (1,))`` | a multiplier ``1 + (r-1) a`` (``a >= 0``) or ``1 / (1 + (r-1) |a|)`` (``a < 0``), ``r = residual_range``, on a base policy's trade for the slice (``residual_base``: the adaptive MPC by default, or any causal baseline; ``a = 0`` is the base). A wrapper: ``gymnasium.make`` builds it (``sb3_exec.wrappers.ResidualWrapper``); the bare env refuses to step |
+    | ``participation_rate`` | ``Box(-1, 1, (1,))`` | participation ``(a+1)/2 * max_participation`` of the slice's volume; what is left at the deadline is force-liquidated |
+    | ``pace_multiple`` | ``Discrete(len(twap_multiples))`` | ``twap_multiples[a] * x * V_t / R_t``, ``R_t`` the expected volume of the slices left given ``V_t`` (``market.remaining_volume``); needs ``pace_features`` |
+    | ``pace_continuous`` | ``Box(-1, 1, (1,))`` | the same with the multiple ``(a+1)/2 * max(twap_multiples)`` |
 
     Every mode is capped by ``max_participation`` of the slice's market volume. With a dark venue
     (``dark_share > 0``) the action also sizes a dark order, a fraction of the inventory left:
     discrete modes become ``Discrete(n_lit * len(dark_levels))`` with ``a = lit * len(dark_levels)
     + dark``, and the box modes ``Box(-1, 1, (2,))`` with the dark fraction ``(a[1]+1)/2``.
 
-    ## Observation Space: ``Box(6,)`` float32 (``Box(9,)`` with the tape/LOB features; a residual adds 1 or 2)
+    ## Observation Space: ``Box(6,)`` float32 (``Box(9,)`` with the tape/LOB features; the pace features add 2, a residual 1 or 2)
     | index | feature | unit / bounds |
     |---|---|---|
     | 0 | time left ``(T - t) / T`` | [0, 1] |
@@ -70,6 +73,10 @@ class ExecutionEnv(gym.Env):
     | 6 | the order-flow signal ``s_t`` (it shifts this slice's price move by ``signal_strength * s_t`` slice volatilities) | [-10, 10] |
     | 7 | depth imbalance ``tanh(0.5 s_t + 0.5 u_t)``, a noisy proxy of the signal | [-1, 1] |
     | 8 | the last slice's volume over ``vol_mu`` | [0, 100] |
+
+    With ``pace_features=True`` two pace features follow:
+    | next | the expected volume of the slices left, this one included, ``R_t / (T vol_mu)`` | [0, 100], 0 after the deadline |
+    | next | the participation the inventory left needs on it, ``x / (R_t max_participation)`` (1: at the cap) | [0, 100], 0 after the deadline |
 
     With ``action_mode="residual"`` the base's order for the slice as a fraction of ``x`` follows
     last (``policies.RESIDUAL_NAMES``: the lit order, then the dark order with a dark venue), in
