@@ -141,7 +141,8 @@ class ExecutionEnv(gym.Env):
         self.interface = actions.interface(self.cfg)
         self.action_space = actions.action_space(self.cfg)
         self.observation_space = observation_space_for(self.cfg)
-        self._state: dynamics.State | None = None
+        # None until the first reset; typed as a State so that the step pays for no assert
+        self._state: dynamics.State = None  # type: ignore[assignment]
         self._seed: int | None = None  # the current episode's seed
         self._queue: deque[tuple[Any, ...]] = deque()  # episodes drawn ahead: see _draw
         self._episode_market: Market | None = None
@@ -219,7 +220,6 @@ class ExecutionEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         s = self._state
-        assert s is not None
         return np.array(
             self._columns(self._slices[s.t], s.x, self._path[6][s.t], s.perm, s.last_part), dtype=np.float32
         )
@@ -290,8 +290,7 @@ class ExecutionEnv(gym.Env):
 
     def _advance(self, shares: float, dark_order: float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """``step_orders`` with the orders already Python floats (so are the step's info values)."""
-        s = self._state
-        assert s is not None  # step and step_orders refuse a step before reset
+        s = self._state  # step and step_orders refuse a step before reset
         t = s.t
         volume, half_spread, mid, noise, mid_sched, dark, known = self._path  # see MARKET_ROW
         res = self._trade(

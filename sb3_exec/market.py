@@ -120,10 +120,10 @@ def remaining_volume(cfg: ExecConfig, volume: np.ndarray) -> np.ndarray:
     history: what a from-scratch agent may know (``pace_features``)."""
     T = cfg.T
     mean_v = cfg.vol_mu * volume_profile(cfg)
-    out = np.array(volume, dtype=np.float64)
     if cfg.volume_model != "log_ar1":
         later = np.concatenate([np.cumsum(mean_v[::-1])[::-1][1:], [0.0]])  # sum over k > t
-        return out + later
+        return volume + later
+    out = np.array(volume, dtype=np.float64)
     s2 = stationary_var(cfg.volume_phi, cfg.volume_innov_sd)
     z = np.log(np.maximum(volume, MIN_VOLUME) / mean_v) + 0.5 * s2
     for lag in range(1, T):
