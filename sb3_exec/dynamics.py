@@ -387,9 +387,9 @@ def observer(cfg: ExecConfig, ops: Any) -> Callable[..., tuple[Any, ...]]:
         return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:])
 
     def with_pace(by_slice: tuple[Any, ...], x: Any, mid_known: Any, perm: Any, last_part: Any) -> tuple[Any, ...]:
-        move = minimum(maximum((mid_known - sign * perm - p0) * scale, _MOVE_MIN), _MOVE_MAX)
+        # the slice's last feature is Q0 / (R_t cap): the required participation replaces it
         required = minimum(x * inv_q0 * by_slice[-1], _REQUIRED_MAX)
-        return (by_slice[0], x * inv_q0, by_slice[1], by_slice[2], move, last_part, *by_slice[3:-1], required)
+        return (*columns(by_slice[:-1], x, mid_known, perm, last_part), required)
 
     return with_pace if cfg.pace_features else columns
 
