@@ -23,13 +23,13 @@ the price of every later trade, which (summing by parts) costs ``-side * d_t * x
 linear in the shares held after it. The dark order is a second control, from a few multiples of
 the slice's expected dark liquidity and "post everything" (``Grid.dark_orders``); its fill, the
 lognormal hidden liquidity capped by the order and the inventory, is averaged over bins that
-narrow towards the upper tail (``dark_nodes``), and for each candidate the lit trade is found by bisection on the expected first-order
-condition (the lit trade takes what the fill leaves). The aggressiveness penalty is in the lit
-trade's cost. This DP is a causal policy like any other, so its simulated cost is an upper bound
-on the causal optimum's; with its coarser default grid (``LOB_GRID``, a few minutes to solve) it
-is not converged as tightly as on ``liquidity``: refining the grids moves its simulated mean by
-a few tenths of a bp (measured in the closing notes of the causal-optimum issue), so on ``lob``
-regret against ``dp`` is a lower bound on the regret against the true optimum.
+narrow towards the upper tail (``dark_nodes``), and for each candidate the lit trade minimises
+the expected cost (the lit trade takes what the fill leaves, so the cost has a kink at each
+node's leftover room: a scan brackets the minimum, bisection on the expected first-order
+condition finds it, ``_scan_and_bisect``). The aggressiveness penalty is in the lit
+trade's cost. Its default grid (``LOB_GRID``) is converged: no refinement of a grid field moves
+the simulated mean by 0.05 bps (``python -m experiments.dp_grid``; ``results/dp_grid``). Being
+a causal policy, its simulated cost bounds the causal optimum's from above.
 
 The solution is cached on disk, keyed by the model's fields and the grid
 (``$SB3_EXEC_CACHE``, default ``~/.cache/sb3_exec``).
@@ -54,7 +54,7 @@ from sb3_exec.costs import aggressiveness_coefficient, deadline_coefficients, sc
 from sb3_exec.market import MIN_VOLUME, stationary_var, volume_profile
 from sb3_exec.planning import unsupported as planner_unsupported
 
-VERSION = 3  # bump when the solver's numbers change: old cache files are then ignored
+VERSION = 4  # bump when the solver's numbers change: old cache files are then ignored
 # the dark orders the DP chooses from, in multiples of the slice's expected dark liquidity (and
 # "everything", the whole inventory)
 DARK_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -72,6 +72,8 @@ class Grid:
     :param dark: nodes of the dark venue's hidden liquidity (where there is one; ``dark_nodes``)
     :param span: half-width of the state grids in stationary SDs
     :param bisection: bisection steps of each 1-D minimisation
+    :param scan: points of the scan that brackets each lit trade before bisection, with a dark
+        venue (its expected cost is convex only between kinks: ``_scan_and_bisect``)
     :param dark_orders: the dark orders to choose from, in multiples of the slice's expected dark
         liquidity (the whole inventory is always a further choice)
     """
@@ -84,6 +86,7 @@ class Grid:
     dark: int = 10
     span: float = 4.5
     bisection: int = 50
+    scan: int = 9
     dark_orders: tuple[float, ...] = DARK_MULTIPLES
 
     def __post_init__(self) -> None:
@@ -95,6 +98,7 @@ class Grid:
             ("quadrature", 1),
             ("dark", 1),
             ("bisection", 1),
+            ("scan", 2),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -105,7 +109,19 @@ class Grid:
             raise ValueError(f"dark_orders must be non-negative multiples, got {self.dark_orders!r}")
 
 
-LOB_GRID = Grid(inventory=61, volume=13, spread=9, signal=9, quadrature=7, dark=8, bisection=20)
+# converged on lob (``python -m experiments.dp_grid --preset lob``: no refinement of a field moves
+# the simulated mean by 0.05 bps); about a minute on one core
+LOB_GRID = Grid(
+    inventory=41,
+    volume=13,
+    spread=7,
+    signal=9,
+    quadrature=7,
+    dark=8,
+    bisection=12,
+    scan=9,
+    dark_orders=(0.0, 0.5, 1.0, 2.0, 4.0),
+)
 
 
 def default_grid(cfg: ExecConfig) -> Grid:
@@ -277,6 +293,49 @@ def _value(values: np.ndarray, d: np.ndarray, dx: float, at: np.ndarray) -> np.n
     rising = d_before * v + (d_k - d_before) * (((0.5 + v) ** 2 - 0.25) / 2)  # up to the midpoint
     past = d_k * w + (d_after - d_k) * (w * w / 2)  # beyond it
     return np.take_along_axis(values, k, axis=-1) + dx * (rising + past)
+
+
+class _Pieces:
+    """``_value`` and ``_slope`` of functions on a uniform grid (last axis; one per row of the
+    leading axes) as polynomials per piece, computed once per slice: the dark venue's stage
+    evaluates them at some hundred points per grid point, where indexing per call dominated.
+    The same functions as ``_value`` and ``_slope`` up to rounding (a test)."""
+
+    def __init__(self, values: np.ndarray, d: np.ndarray, dx: float) -> None:
+        rows, n = values.reshape(-1, values.shape[-1]), values.shape[-1]  # (R, n), n >= 3
+        dd = d.reshape(-1, n - 1)
+        self.shape, self.dx, self.n = values.shape[:-1], dx, n
+        step = dd[:, 1:] - dd[:, :-1]  # the slope's pieces, between the cells' midpoints
+        self.s0 = (dd[:, :-1] - np.arange(n - 2) * step).ravel()
+        self.s1 = step.ravel()
+        before = np.concatenate([2 * dd[:, :1] - dd[:, 1:2], dd[:, :-1]], axis=1)
+        after = np.concatenate([dd[:, 1:], 2 * dd[:, -1:] - dd[:, -2:-1]], axis=1)
+        half = np.empty((3, len(rows), 2 * (n - 1)))  # the value's: half cells, from each node
+        half[0, :, 0::2] = rows[:, :-1]
+        half[1, :, 0::2] = dx * (before + dd) / 2
+        half[2, :, 0::2] = dx * (dd - before) / 2
+        half[0, :, 1::2] = rows[:, :-1] + dx * (0.125 * before + 0.375 * dd)
+        half[1, :, 1::2] = dx * dd
+        half[2, :, 1::2] = dx * (after - dd) / 2
+        self.v0, self.v1, self.v2 = (h.ravel() for h in half)
+
+    def _rows(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = at.reshape(int(np.prod(self.shape, dtype=np.int64)), -1)
+        return flat, np.arange(len(flat))[:, None]
+
+    def slope(self, at: np.ndarray) -> np.ndarray:
+        flat, row = self._rows(at)
+        pos = flat / self.dx - 0.5
+        idx = np.clip(np.floor(pos).astype(np.int64), 0, self.n - 3) + row * (self.n - 2)
+        return (self.s0[idx] + pos * self.s1[idx]).reshape(at.shape)
+
+    def value(self, at: np.ndarray) -> np.ndarray:
+        flat, row = self._rows(at)
+        pos = np.clip(flat / self.dx, 0.0, self.n - 1)
+        h = np.minimum(np.floor(2 * pos).astype(np.int64), 2 * self.n - 3)
+        r = pos - 0.5 * h
+        idx = h + row * (2 * self.n - 2)
+        return (self.v0[idx] + r * (self.v1[idx] + r * self.v2[idx])).reshape(at.shape)
 
 
 def _minimise(
@@ -480,7 +539,12 @@ def drift_cost(cfg: ExecConfig, signal: Any) -> Any:
 
 
 def _after(
-    sol: Solution, Wt: np.ndarray | None, r: float, drift: Any, deadline: tuple[Any, Any, Any]
+    sol: Solution,
+    Wt: np.ndarray | None,
+    r: float,
+    drift: Any,
+    deadline: tuple[Any, Any, Any],
+    pieces: bool = False,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     """The slope and the value of what follows a slice's trades, as functions of the shares left
     (arrays whose leading axes are ``Wt``'s, or any shape at the last slice): the continuation
@@ -501,7 +565,17 @@ def _after(
 
         return at
 
-    slope_w, value_w = on_grid(_slope, d), on_grid(_value, Wt, d)
+    slope_w: Callable[[np.ndarray], np.ndarray]
+    value_w: Callable[[np.ndarray], np.ndarray]
+    if pieces:  # the same functions, precomputed per piece (the dark venue's many evaluations)
+        fn = _Pieces(Wt, d, sol.dx)
+        slope_w, value_w = fn.slope, fn.value
+    else:
+        slope_w, value_w = on_grid(_slope, d), on_grid(_value, Wt, d)
+    if r == 0:  # the same numbers without the risk term's arrays (the dark venue's stage is hot)
+        if drift is None:
+            return slope_w, value_w
+        return (lambda left: slope_w(left) + drift, lambda left: value_w(left) + drift * left)
     if drift is None:
         return (lambda left: 2 * r * left + slope_w(left), lambda left: r * left**2 + value_w(left))
     return (lambda left: 2 * r * left + slope_w(left) + drift, lambda left: r * left**2 + value_w(left) + drift * left)
@@ -533,7 +607,7 @@ def _stage(
         def four(v: Any) -> Any:
             return None if v is None else np.asarray(v)[..., None, None]
 
-        slope, after = _after(sol, Wt, r, four(drift), (four(ad), four(bd), four(cd)))
+        slope, after = _after(sol, Wt, r, four(drift), (four(ad), four(bd), four(cd)), pieces=True)
         return _with_dark(sol, x, volume, a, b, c, qmax, slope, after, mid_sched)
     slope, after = _after(sol, Wt, r, drift, (ad, bd, cd))
     if Wt is None and not deadline_option(cfg):
@@ -557,8 +631,8 @@ def _with_dark(
     mid_sched: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_stage`` with a dark venue: for each dark order of ``grid.dark_orders`` (and "everything")
-    the lit trade that solves the expected first-order condition over the hidden liquidity's
-    quadrature nodes, then the best pair by expected cost. Shapes: states ``(S, X)``; candidates
+    the lit trade of least expected cost over the hidden liquidity's nodes (``_scan_and_bisect``),
+    then the best pair. Shapes: states ``(S, X)``; candidates
     on a third axis, dark nodes on a fourth."""
     cfg, grid = sol.cfg, sol.grid
     ratio, w = dark_nodes(cfg.dark_log_sd, grid.dark)
@@ -574,25 +648,65 @@ def _with_dark(
     a4, b4, c4 = (np.asarray(v)[..., None, None] for v in (a, b, c))
     adverse = cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0
 
-    def foc(q: np.ndarray) -> np.ndarray:  # the expected marginal cost of the lit order
+    adverse4 = np.asarray(adverse)[..., None, None]
+
+    dark_cost = np.sum(adverse4 * fill * w, axis=-1)
+
+    def cost(q: np.ndarray) -> np.ndarray:  # the expected cost of the pair, lit order q
+        lit = np.minimum(q[..., None], room)  # (S, X, K, M)
+        lit_cost = a4 * lit + b4 * lit**2 + (c4 * lit**1.5 if np.any(c4) else 0.0)
+        return dark_cost + np.sum((lit_cost + after(room - lit)) * w, axis=-1)
+
+    def foc(q: np.ndarray) -> np.ndarray:  # its derivative: the nodes whose room q has not used up
         q4 = q[..., None]
         live = room > q4
         left = np.maximum(room - q4, 0.0)
-        g = a4 + 2 * b4 * q4 + 1.5 * c4 * np.sqrt(q4) - slope(left)
+        g = a4 + 2 * b4 * q4 + (1.5 * c4 * np.sqrt(q4) if np.any(c4) else 0.0) - slope(left)
         return np.sum(np.where(live, g, 0.0) * w, axis=-1)
 
-    hi0 = np.broadcast_to(qmax[:, :, None], orders.shape).copy()
-    lo, hi = np.zeros_like(hi0), hi0.copy()
-    at_zero, at_max = foc(lo) >= 0, foc(hi) <= 0
-    for _ in range(grid.bisection):
+    # beyond the largest room the lit order trades all that is left in every node
+    top = np.minimum(np.broadcast_to(qmax[:, :, None], orders.shape), room.max(axis=-1))
+    q, expected_cost = _scan_and_bisect(cost, foc, top, grid.scan, grid.bisection)
+    # the same cost in the model; in the market, room beyond the nodes' is traded too
+    q = np.where(q >= top, np.broadcast_to(qmax[:, :, None], q.shape), q)
+    best = np.argmin(expected_cost, axis=-1)[..., None]
+    pick = lambda v: np.take_along_axis(v, best, axis=-1)[..., 0]  # noqa: E731
+    return pick(q), pick(orders), pick(expected_cost)
+
+
+def _scan_and_bisect(
+    cost: Callable[[np.ndarray], np.ndarray],
+    foc: Callable[[np.ndarray], np.ndarray],
+    top: np.ndarray,
+    scan: int,
+    steps: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The minimiser over ``0 <= q <= top`` of an expected cost that is convex only between kinks
+    (``cost``, its derivative ``foc``) and its value: the best of ``scan`` evenly spaced points,
+    then bisection on ``foc`` between that point's neighbours, kept where it costs less.
+
+    With a dark venue each hidden-liquidity node ``m`` stops responding to the lit order once the
+    order takes all the room its fill left, ``room_m``: the node's marginal cost drops out there,
+    so the expected first-order condition falls back below zero past each ``room_m`` and has a
+    root per stretch between them. Bisection over the whole range picks one of them (and at the
+    top, where every node's room is used up, it reads 0 and took "trade everything"): on ``lob``
+    that cost the DP a bp of schedule objective against this search."""
+    fractions = np.linspace(0.0, 1.0, scan)
+    best_cost = cost(top * fractions[0])
+    best = np.zeros(best_cost.shape, dtype=np.int64)
+    for j in range(1, scan):
+        c = cost(top * fractions[j])
+        better = c < best_cost
+        best_cost = np.where(better, c, best_cost)
+        best = np.where(better, j, best)
+    lo = top * fractions[np.maximum(best - 1, 0)]
+    hi = top * fractions[np.minimum(best + 1, scan - 1)]
+    for _ in range(steps):  # a root at either end of the bracket: bisection converges to it
         mid = 0.5 * (lo + hi)
         up = foc(mid) > 0
         hi = np.where(up, mid, hi)
         lo = np.where(up, lo, mid)
-    q = np.where(at_zero, 0.0, np.where(at_max, hi0, 0.5 * (lo + hi)))
-    lit = np.minimum(q[..., None], room)  # (S, X, K, M)
-    cost = a4 * lit + b4 * lit**2 + c4 * lit**1.5 + np.asarray(adverse)[..., None, None] * fill + after(room - lit)
-    expected_cost = np.sum(cost * w, axis=-1)  # (S, X, K)
-    best = np.argmin(expected_cost, axis=-1)[..., None]
-    pick = lambda v: np.take_along_axis(v, best, axis=-1)[..., 0]  # noqa: E731
-    return pick(q), pick(orders), pick(expected_cost)
+    q = 0.5 * (lo + hi)
+    c = cost(q)
+    better = c < best_cost
+    return np.where(better, q, top * fractions[best]), np.where(better, c, best_cost)

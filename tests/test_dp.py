@@ -73,16 +73,16 @@ def test_a_coarser_grid_gives_the_same_policy():
     assert abs((by["coarse"] - by["default"]).mean()) < 0.01
 
 
-def test_dp_beats_the_mpc_on_lob_by_more_than_three_bps():
+def test_dp_beats_the_mpc_on_lob_by_more_than_four_bps():
     """The signal as a third state and the dark order as a second control: on 2,000 held-out
-    episodes the DP beats the certainty-equivalent MPC by more than 3 bps, paired CI included
-    (measured: 3.80 [3.56, 4.05]; the issue's target, 4, and the prototype's 4.7 on the paper's
-    10,000 episodes are not reached), and the oracle stays well below it."""
+    episodes the DP beats the certainty-equivalent MPC by at least 4 bps, paired CI included
+    (measured: -4.78 [-5.02, -4.54]; the prototype: 4.7 on the paper's 10,000 episodes), and the
+    oracle stays well below it."""
     ev = evaluate({"dp": "dp", "adaptive": "adaptive", "oracle": "oracle"}, {"preset": "lob"}, evaluation_seeds(2_000))
     s = ev.summary(reference="adaptive", n_resamples=500)
-    assert s.loc["dp", "diff_schedule_objective_bps_hi"] < -3.0
+    assert s.loc["dp", "diff_schedule_objective_bps_hi"] < -4.0
     assert s.loc["oracle", "schedule_objective_bps"] < s.loc["dp", "schedule_objective_bps"] - 5
-    assert s.loc["adaptive", "regret_dp_bps_lo"] > 3.0
+    assert s.loc["adaptive", "regret_dp_bps_lo"] > 4.0
     # it uses both of its new inputs: the dark order moves with the signal
     cfg = make_config("lob")
     sol = DP().solution(cfg)
@@ -90,6 +90,75 @@ def test_dp_beats_the_mpc_on_lob_by_more_than_three_bps():
     volume, spread = np.full(n, cfg.vol_mu), np.full(n, cfg.spread_bps * 1e-4 * cfg.p0)
     lit, dark, _ = sol.decide(10, np.full(n, 0.5 * cfg.Q0), volume, spread, np.linspace(-2, 2, n))
     assert dark[0] > dark[-1] and lit[0] >= lit[-1]  # a rising price (signal > 0): hold more for later
+
+
+def _brute_force(cost, foc, top, scan, steps):
+    """The lit trade by a dense scan alone: 2,001 points, no bisection."""
+    fractions = np.linspace(0.0, 1.0, 2001)
+    costs = np.stack([cost(top * f) for f in fractions])
+    best = costs.argmin(axis=0)
+    return top * fractions[best], costs.min(axis=0)
+
+
+def _whole_range_bisection(cost, foc, top, scan, steps):
+    """The earlier solver: bisection on the expected first-order condition over the whole range,
+    "everything" where it is not positive at the top. Past each dark node's leftover room that
+    node's marginal cost drops out, so the condition has a root per stretch between them and
+    reads 0 at the top, where every node's room is used up."""
+    lo, hi = np.zeros_like(top), top.copy()
+    at_zero, at_max = foc(lo) >= 0, foc(hi) <= 0
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        up = foc(mid) > 0
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    q = np.where(at_zero, 0.0, np.where(at_max, top, 0.5 * (lo + hi)))
+    return q, cost(q)
+
+
+def test_the_lob_stage_finds_the_least_expected_cost(monkeypatch):
+    """Each slice's pair (lit, dark) against a dense scan of the lit trade with the same
+    continuation: never worse than $50 (0.00125 bps of the order), over states early and late,
+    small and large inventories and both signs of the signal. The earlier whole-range bisection
+    fails it, by far: below the participation cap it only ever traded nothing or everything lit
+    (it cost the DP a bp of schedule objective on 2,000 episodes)."""
+    cfg = make_config("lob")
+    sol = DP().solution(cfg)
+    n = 7
+    volume, spread = np.full(n, cfg.vol_mu), np.full(n, cfg.spread_bps * 1e-4 * cfg.p0)
+    signal = np.linspace(-2.5, 2.5, n)
+
+    def values(t, x):
+        return sol.decide(t, np.full(n, x * cfg.Q0), volume, spread, signal)
+
+    states = [(t, x) for t in (5, 20, 35) for x in (0.02, 0.08, 0.3)]
+    ours = {s: values(*s) for s in states}
+    monkeypatch.setattr(dp, "_scan_and_bisect", _brute_force)
+    dense = {s: values(*s) for s in states}
+    monkeypatch.setattr(dp, "_scan_and_bisect", _whole_range_bisection)
+    old = {s: values(*s) for s in states}
+    for s in states:
+        assert (ours[s][2] <= dense[s][2] + 50.0).all(), s
+    worst_old = max((old[s][2] - dense[s][2]).max() for s in states)
+    print(f"worst loss of the whole-range bisection in one decision: ${worst_old:,.0f}")
+    assert worst_old > 10_000  # 0.25 bps of the order in one decision
+    # below the cap (x = 0.08 Q0 = 320,000 < 500,000) the lit trade is interior where it should be
+    lit = ours[(20, 0.08)][0]
+    assert ((lit > 1.0) & (lit < 0.08 * cfg.Q0 - 1.0)).any()
+
+
+def test_the_stage_polynomials_are_the_interpolation():
+    """``_Pieces`` (the dark venue's precomputed pieces) equals ``_value`` and ``_slope``."""
+    rng = np.random.default_rng(0)
+    for n in (3, 4, 41):
+        dx = 4e6 / (n - 1)
+        W = rng.normal(size=(5, 3, n)).cumsum(-1) * 1e4
+        d = np.diff(W, axis=-1) / dx
+        at = rng.uniform(-0.1, 1.1, size=(5, 3, 17)) * 4e6
+        at[0, 0, :3] = (0.0, 4e6, dx)
+        pieces = dp._Pieces(W, d, dx)
+        np.testing.assert_allclose(pieces.slope(at), dp._slope(d, dx, at), rtol=1e-12, atol=1e-9)
+        inside = np.clip(at, 0.0, 4e6)
+        np.testing.assert_allclose(pieces.value(inside), dp._value(W, d, dx, inside), rtol=1e-12, atol=1e-6)
 
 
 def test_a_dp_with_the_drift_backwards_fails_on_lob(monkeypatch):
