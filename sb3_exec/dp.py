@@ -110,7 +110,7 @@ class Grid:
 
 
 # converged on lob (``python -m experiments.dp_grid --preset lob``: no refinement of a field moves
-# the simulated mean by 0.05 bps); about a minute on one core
+# the simulated mean by 0.05 bps); one to two minutes on one core
 LOB_GRID = Grid(
     inventory=41,
     volume=13,
@@ -632,8 +632,8 @@ def _with_dark(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_stage`` with a dark venue: for each dark order of ``grid.dark_orders`` (and "everything")
     the lit trade of least expected cost over the hidden liquidity's nodes (``_scan_and_bisect``),
-    then the best pair. Shapes: states ``(S, X)``; candidates
-    on a third axis, dark nodes on a fourth."""
+    then the best pair. Shapes: states ``(S, X)``; candidates on a third axis, dark nodes on a
+    fourth."""
     cfg, grid = sol.cfg, sol.grid
     ratio, w = dark_nodes(cfg.dark_log_sd, grid.dark)
     expected = cfg.dark_share * volume  # (S, 1)
@@ -647,10 +647,7 @@ def _with_dark(
     room = x4 - fill  # what the lit trade may take
     a4, b4, c4 = (np.asarray(v)[..., None, None] for v in (a, b, c))
     adverse = cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0
-
-    adverse4 = np.asarray(adverse)[..., None, None]
-
-    dark_cost = np.sum(adverse4 * fill * w, axis=-1)
+    dark_cost = np.sum(np.asarray(adverse)[..., None, None] * fill * w, axis=-1)  # at the mid, per share filled
 
     def cost(q: np.ndarray) -> np.ndarray:  # the expected cost of the pair, lit order q
         lit = np.minimum(q[..., None], room)  # (S, X, K, M)
