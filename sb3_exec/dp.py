@@ -10,9 +10,10 @@ policy that solves it is the causal optimum of the schedule objective.
 - Inventory on a uniform grid over ``[0, Q0]``; ``z`` and ``y`` on grids of ``+-span`` stationary
   SD (one point where the state is constant); the expectation over the next innovations by
   Gauss-Hermite quadrature, with local cubic (Keys) interpolation in ``(z, y)``.
-- Each trade is the exact minimiser of its 1-D convex problem: bisection on the first-order
-  condition, the continuation's slope interpolated linearly between the grid's midpoints (exact
-  for a quadratic value, so the Almgren-Chriss closed form is reproduced).
+- Without a dark venue each trade is the minimiser of its 1-D convex problem: bisection on the
+  first-order condition (to ``Grid.bisection`` halvings), the continuation's slope interpolated
+  linearly between the grid's midpoints (exact for a quadratic value, so the Almgren-Chriss
+  closed form is reproduced). With one, see below.
 - The participation cap and the deadline liquidation as the env applies them (``costs``).
 - At run time the policy uses the episode's actual volume and spread for the slice's cost and
   interpolates only the continuation value.
@@ -55,8 +56,8 @@ from sb3_exec.market import MIN_VOLUME, stationary_var, volume_profile
 from sb3_exec.planning import unsupported as planner_unsupported
 
 VERSION = 4  # bump when the solver's numbers change: old cache files are then ignored
-# the dark orders the DP chooses from, in multiples of the slice's expected dark liquidity (and
-# "everything", the whole inventory)
+# ``Grid``'s default dark orders, in multiples of the slice's expected dark liquidity (and
+# "everything", the whole inventory); ``LOB_GRID`` needs fewer (``results/dp_grid``)
 DARK_MULTIPLES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
@@ -125,8 +126,9 @@ LOB_GRID = Grid(
 
 
 def default_grid(cfg: ExecConfig) -> Grid:
-    """The converged default grid of a config: ``Grid()``, or ``LOB_GRID`` where the signal or
-    the dark venue make the problem larger (see the tests for both)."""
+    """The default grid of a config: ``Grid()``, or ``LOB_GRID`` where the signal or the dark
+    venue make the problem larger; each converged on its preset (``liquidity``, ``lob``: the
+    tests and ``python -m experiments.dp_grid``)."""
     return LOB_GRID if cfg.signal_strength > 0 or cfg.dark_venue else Grid()
 
 
@@ -320,6 +322,8 @@ class _Pieces:
         self.v0, self.v1, self.v2 = (h.ravel() for h in half)
 
     def _rows(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if at.shape[: len(self.shape)] != self.shape:  # the points must come per row of the grid's
+            raise ValueError(f"points of shape {at.shape} for functions of shape {self.shape}")
         flat = at.reshape(int(np.prod(self.shape, dtype=np.int64)), -1)
         return flat, np.arange(len(flat))[:, None]
 
@@ -684,8 +688,9 @@ def _scan_and_bisect(
 
     With a dark venue each hidden-liquidity node ``m`` stops responding to the lit order once the
     order takes all the room its fill left, ``room_m``: the node's marginal cost drops out there,
-    so the expected first-order condition falls back below zero past each ``room_m`` and has a
-    root per stretch between them. Bisection over the whole range picks one of them (and at the
+    so the expected first-order condition drops by that node's share past each ``room_m`` (below
+    zero again, where the nodes still live would rather wait) and can have a root per stretch
+    between them. Bisection over the whole range picks one of them (and at the
     top, where every node's room is used up, it reads 0 and took "trade everything"): on ``lob``
     that cost the DP a bp of schedule objective against this search."""
     fractions = np.linspace(0.0, 1.0, scan)
@@ -698,7 +703,9 @@ def _scan_and_bisect(
         best = np.where(better, j, best)
     lo = top * fractions[np.maximum(best - 1, 0)]
     hi = top * fractions[np.minimum(best + 1, scan - 1)]
-    for _ in range(steps):  # a root at either end of the bracket: bisection converges to it
+    # bisection converges to a sign change of foc in the bracket, or to an end of it; the scan
+    # point is kept below wherever that costs more
+    for _ in range(steps):
         mid = 0.5 * (lo + hi)
         up = foc(mid) > 0
         hi = np.where(up, mid, hi)
