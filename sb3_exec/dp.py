@@ -353,12 +353,18 @@ def _minimise(
 
     lo, hi = np.zeros_like(qmax), qmax.copy()
     at_zero, at_max = g(lo) >= 0, g(hi) <= 0
+    return np.where(at_zero, 0.0, np.where(at_max, qmax, _bisect(g, lo, hi, steps)))
+
+
+def _bisect(g: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, steps: int) -> np.ndarray:
+    """The midpoint of ``[lo, hi]`` after ``steps`` halvings towards a sign change of the
+    increasing-where-it-matters ``g`` (to an end of the bracket where ``g`` keeps its sign)."""
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         up = g(mid) > 0
         hi = np.where(up, mid, hi)
         lo = np.where(up, lo, mid)
-    return np.where(at_zero, 0.0, np.where(at_max, qmax, 0.5 * (lo + hi)))
+    return 0.5 * (lo + hi)
 
 
 @dataclass
@@ -576,13 +582,19 @@ def _after(
         slope_w, value_w = fn.slope, fn.value
     else:
         slope_w, value_w = on_grid(_slope, d), on_grid(_value, Wt, d)
-    if r == 0:  # the same numbers without the risk term's arrays (the dark venue's stage is hot)
-        if drift is None:
-            return slope_w, value_w
-        return (lambda left: slope_w(left) + drift, lambda left: value_w(left) + drift * left)
-    if drift is None:
-        return (lambda left: 2 * r * left + slope_w(left), lambda left: r * left**2 + value_w(left))
-    return (lambda left: 2 * r * left + slope_w(left) + drift, lambda left: r * left**2 + value_w(left) + drift * left)
+
+    # the risk term and the drift only where they are (the dark venue's stage is hot)
+    def slope(left: np.ndarray) -> np.ndarray:
+        out = slope_w(left)
+        out = 2 * r * left + out if r else out
+        return out if drift is None else out + drift
+
+    def value(left: np.ndarray) -> np.ndarray:
+        out = value_w(left)
+        out = r * left**2 + out if r else out
+        return out if drift is None else out + drift * left
+
+    return slope, value
 
 
 def _stage(
@@ -652,24 +664,26 @@ def _with_dark(
     a4, b4, c4 = (np.asarray(v)[..., None, None] for v in (a, b, c))
     adverse = cfg.sign * (cfg.p0 - mid_sched) + cfg.dark_adverse_bps * 1e-4 * cfg.p0
     dark_cost = np.sum(np.asarray(adverse)[..., None, None] * fill * w, axis=-1)  # at the mid, per share filled
+    root_impact = bool(np.any(c4))  # the q^1.5 term: square-root impact only
 
     def cost(q: np.ndarray) -> np.ndarray:  # the expected cost of the pair, lit order q
         lit = np.minimum(q[..., None], room)  # (S, X, K, M)
-        lit_cost = a4 * lit + b4 * lit**2 + (c4 * lit**1.5 if np.any(c4) else 0.0)
+        lit_cost = a4 * lit + b4 * lit**2 + (c4 * lit**1.5 if root_impact else 0.0)
         return dark_cost + np.sum((lit_cost + after(room - lit)) * w, axis=-1)
 
     def foc(q: np.ndarray) -> np.ndarray:  # its derivative: the nodes whose room q has not used up
         q4 = q[..., None]
         live = room > q4
         left = np.maximum(room - q4, 0.0)
-        g = a4 + 2 * b4 * q4 + (1.5 * c4 * np.sqrt(q4) if np.any(c4) else 0.0) - slope(left)
+        g = a4 + 2 * b4 * q4 + (1.5 * c4 * np.sqrt(q4) if root_impact else 0.0) - slope(left)
         return np.sum(np.where(live, g, 0.0) * w, axis=-1)
 
     # beyond the largest room the lit order trades all that is left in every node
-    top = np.minimum(np.broadcast_to(qmax[:, :, None], orders.shape), room.max(axis=-1))
+    qmax3 = np.broadcast_to(qmax[:, :, None], orders.shape)
+    top = np.minimum(qmax3, room.max(axis=-1))
     q, expected_cost = _scan_and_bisect(cost, foc, top, grid.scan, grid.bisection)
     # the same cost in the model; in the market, room beyond the nodes' is traded too
-    q = np.where(q >= top, np.broadcast_to(qmax[:, :, None], q.shape), q)
+    q = np.where(q >= top, qmax3, q)
     best = np.argmin(expected_cost, axis=-1)[..., None]
     pick = lambda v: np.take_along_axis(v, best, axis=-1)[..., 0]  # noqa: E731
     return pick(q), pick(orders), pick(expected_cost)
@@ -703,14 +717,9 @@ def _scan_and_bisect(
         best = np.where(better, j, best)
     lo = top * fractions[np.maximum(best - 1, 0)]
     hi = top * fractions[np.minimum(best + 1, scan - 1)]
-    # bisection converges to a sign change of foc in the bracket, or to an end of it; the scan
-    # point is kept below wherever that costs more
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        up = foc(mid) > 0
-        hi = np.where(up, mid, hi)
-        lo = np.where(up, lo, mid)
-    q = 0.5 * (lo + hi)
+    # to a sign change of foc in the bracket, or to an end of it; the scan point is kept below
+    # wherever that costs more
+    q = _bisect(foc, lo, hi, steps)
     c = cost(q)
     better = c < best_cost
     return np.where(better, q, top * fractions[best]), np.where(better, c, best_cost)
