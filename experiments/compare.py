@@ -182,6 +182,11 @@ def preflight(cfgs: Sequence[CompareConfig]) -> None:
                 continue
             try:
                 agents.check_hyperparams(agent, params)
+                if agents.selection(agents.hyperparams(agent, cfg.preset)) == "best" and not cfg.validation_episodes:
+                    raise ValueError(
+                        f"validation_episodes: {agent!r} is evaluated as its best validation checkpoint "
+                        f"(select: best in its YAML); give validation_episodes >= 1"
+                    )
                 env = agents.make_env(agent, cfg.preset, **cfg.env_overrides)
                 try:
                     agents.make(agent, env, preset=cfg.preset, **params)
@@ -226,6 +231,7 @@ class RunSpec:
         defined agent's definition too: its class or factory, interface and hyperparameters)."""
         spec = self.agent_spec
         params = {**spec.params(self.preset), **self.hyperparams}
+        params.pop("select", None)  # which checkpoint is evaluated: part of eval_key, not of training
         budget = self.timesteps or params.get("n_timesteps")
         identity = {
             "agent": self.agent,
@@ -241,9 +247,15 @@ class RunSpec:
         return json.dumps(identity, sort_keys=True, default=str)
 
     @property
+    def select(self) -> str:
+        """The checkpoint the run is evaluated as (``agents.selection``: ``final`` or ``best``)."""
+        return agents.selection({**self.agent_spec.params(self.preset), **self.hyperparams})
+
+    @property
     def eval_key(self) -> str:
-        """What determines the stored evaluation, beside the model."""
-        return hashlib.sha256(json.dumps(self.eval_seeds).encode()).hexdigest()
+        """What determines the stored evaluation, beside the model: the episodes and the checkpoint."""
+        what: Any = self.eval_seeds if self.select == "final" else {"seeds": self.eval_seeds, "select": self.select}
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
@@ -251,13 +263,14 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # one core per run: parallelism is across runs
+    from sb3_exec.policies import load_run
     from sb3_exec.train import load, train
 
     run_dir = Path(spec.run_dir)
     start = time.perf_counter()
     try:
         if trained(run_dir, spec.fingerprint):  # trained already; its evaluation is stale
-            model, meta = load(run_dir), json.loads((run_dir / "meta.json").read_text())
+            model, meta = load(run_dir / "model.zip"), json.loads((run_dir / "meta.json").read_text())
         else:
             res = train(
                 spec.agent_spec,
@@ -270,6 +283,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
                 **spec.hyperparams,
             )
             model, meta = res.model, res.meta
+        if spec.select != "final":  # the checkpoint its YAML selects (best validation score)
+            model = load_run(run_dir / agents.SELECTIONS[spec.select])
         # the model acts through the interface it carries; meta's action_mode serves older models
         ev = evaluate({spec.agent: model}, meta["env_kwargs"], spec.eval_seeds, trajectories=True)
         episodes = ev.episodes.assign(run_seed=spec.seed)

@@ -248,8 +248,9 @@ class CallablePolicy(ModelPolicy):
 
 def load_run(path: str | Path, deterministic: bool = True) -> ModelPolicy:
     """The policy of a run folder written by ``sb3_exec.train`` or ``experiments.compare``
-    (``model.zip`` and ``meta.json``; a ``.zip`` path inside such a folder loads that model,
-    e.g. ``best_model.zip``), acting through the env options it was trained with."""
+    (``model.zip`` and ``meta.json``: the checkpoint its ``selected`` names, ``model.zip`` by
+    default; a ``.zip`` path inside such a folder loads that model, e.g. ``best_model.zip``),
+    acting through the env options it was trained with."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     meta_path = folder / "meta.json"
@@ -264,7 +265,7 @@ def load_run(path: str | Path, deterministic: bool = True) -> ModelPolicy:
         )
     module, _, name = algo.partition(":")
     cls = getattr(importlib.import_module(module), name)
-    model = cls.load(folder / "model.zip" if path.is_dir() else path, device="cpu")
+    model = cls.load(folder / meta.get("selected", "model.zip") if path.is_dir() else path, device="cpu")
     return ModelPolicy(model, deterministic=deterministic, **interface_options(meta["env_kwargs"]))
 
 

@@ -5,7 +5,9 @@ its metadata.
 
 writes ``model.zip``, ``meta.json`` (agent, preset, seed, budget, resolved config, hyperparameters,
 package versions, wall time), ``best_model.zip`` (best validation score) and TensorBoard logs
-under ``tb/`` (``tensorboard --logdir runs``).
+under ``tb/`` (``tensorboard --logdir runs``). ``meta.json``'s ``selected`` names the checkpoint the
+agent is evaluated as (``model.zip``, or ``best_model.zip`` where its YAML entry says
+``select: best``); ``sb3_exec.load_run`` of the folder loads that one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +40,16 @@ from sb3_exec.seeding import validation_seeds
 
 @dataclass
 class TrainResult:
-    """A trained model, where it was saved, and its metadata."""
+    """A trained model (the final one), where it was saved, and its metadata."""
 
     model: BaseAlgorithm
     path: Path
     meta: dict[str, Any]
+
+    @property
+    def selected(self) -> Path:
+        """The checkpoint the agent is evaluated as (``meta["selected"]``, beside ``path``)."""
+        return self.path.parent / self.meta.get("selected", self.path.name)
 
 
 def versions() -> dict[str, str]:
@@ -109,7 +117,8 @@ def train(
     :param out: output folder
     :param n_validation: validation episodes per periodic evaluation (0 disables it), or the
         list of validation seeds to use (default: ``seeding.validation_seeds(n, master=seed)``)
-    :param eval_freq: env steps between evaluations (default: a fifth of the budget)
+    :param eval_freq: env steps between evaluations (default: the YAML's ``eval_freq``, else a
+        fifth of the budget)
     :param progress_bar: show SB3's progress bar
     :param tensorboard: write TensorBoard logs to ``out/tb``
     :param env_overrides: config overrides for the training and validation env
@@ -123,6 +132,17 @@ def train(
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if isinstance(n_validation, int) and n_validation < 0:
         raise ValueError(f"n_validation must be >= 0 (0: no validation), got {n_validation}")
+    select = agents.selection(params)
+    if select == "best" and not n_validation:
+        warnings.warn(
+            f"select: {name} is evaluated as its best validation checkpoint, but n_validation=0 "
+            f"runs no validation: the final model is selected",
+            stacklevel=2,
+        )
+        select = "final"
+    eval_freq = eval_freq or params.get("eval_freq") or max(1, budget // 5)
+    if not isinstance(eval_freq, int) or eval_freq < 1:
+        raise ValueError(f"eval_freq must be an integer >= 1, got {eval_freq!r}")
     env_kwargs = spec.env_kwargs_for(preset, **(env_overrides or {}))
     cfg_kwargs = {k: v for k, v in env_kwargs.items() if k != "preset"}
     out = Path(out)
@@ -144,7 +164,7 @@ def train(
         evaluator = SeededEvalCallback(
             env_kwargs,
             seeds,
-            eval_freq=eval_freq or max(1, budget // 5),
+            eval_freq=eval_freq,
             best_model_save_path=out,
             verbose=verbose,
         )
@@ -153,6 +173,8 @@ def train(
     model.learn(
         budget, callback=CallbackList(callbacks), progress_bar=progress_bar, tb_log_name=f"{name}_{preset}_s{seed}"
     )
+    if evaluator is not None and not evaluator.history:  # a budget below eval_freq: validate once
+        evaluator.run_evaluation()
     wall = time.perf_counter() - start
     path = out / "model.zip"
     model.save(path)
@@ -168,6 +190,7 @@ def train(
         "config": dataclasses.asdict(cfg),
         "hyperparams": {**params, **hyperparam_overrides},
         "train_seconds": wall,
+        "selected": agents.SELECTIONS[select],
         "validation": evaluator.history if evaluator else [],
         "versions": versions(),
     }

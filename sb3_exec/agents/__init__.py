@@ -7,7 +7,10 @@ through them (``policies.ModelPolicy``).
 Hyperparameters live in ``sb3_exec/agents/hyperparams/<name>.yml``, one file per agent, keyed by
 preset with a ``default`` entry (the rl-baselines3-zoo convention). Besides the algorithm's own
 keyword arguments an entry may hold ``n_timesteps`` (training budget), ``n_envs`` (parallel
-episodes) and ``env_kwargs`` (env options used for training, e.g. ``reward: schedule``).
+episodes), ``env_kwargs`` (env options used for training, e.g. ``reward: schedule``),
+``eval_freq`` (env steps between validations; default a fifth of the budget) and ``select``
+(which checkpoint the agent is evaluated as: ``final``, the default, or ``best``, the one with
+the lowest validation score, as rl-baselines3-zoo's ``best_model.zip``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from sb3_exec.config import INTERFACE_FIELDS, PRESETS, ExecConfig, make_config
 from sb3_exec.wrappers import make_vec_env
 
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
-META_KEYS = ("n_timesteps", "n_envs", "env_kwargs")
+META_KEYS = ("n_timesteps", "n_envs", "env_kwargs", "eval_freq", "select")
+SELECTIONS = {"final": "model.zip", "best": "best_model.zip"}  # select -> the checkpoint's file
 ACTIVATIONS = {"tanh": th.nn.Tanh, "relu": th.nn.ReLU, "elu": th.nn.ELU}
 
 
@@ -55,6 +59,7 @@ AGENTS: dict[str, AgentSpec] = {
     "a2c": AgentSpec(A2C, "fraction_grid", "SB3 A2C on the geometric grid of fractions of what is left"),
     "ppo_frac": AgentSpec(PPO, "fraction", "SB3 PPO trading a continuous fraction of what is left"),
     "ppo_res": AgentSpec(PPO, "residual", "SB3 PPO scaling the adaptive MPC's trade (a residual policy)"),
+    "ppo_res_dp": AgentSpec(PPO, "residual", "SB3 PPO scaling the causal optimum's (dp) trade (a residual policy)"),
 }
 
 
@@ -83,6 +88,14 @@ def hyperparams(name: str, preset: str = "default") -> dict[str, Any]:
         else:
             params[key] = value
     return params
+
+
+def selection(params: dict[str, Any]) -> str:
+    """The checkpoint an agent is evaluated as (``select`` of its YAML entry): ``final`` or ``best``."""
+    select = params.get("select", "final")
+    if select not in SELECTIONS:
+        raise ValueError(f"select: {select!r} is not a checkpoint; choose one of {sorted(SELECTIONS)}")
+    return str(select)
 
 
 def env_kwargs_for(name: str, preset: str, **overrides: Any) -> dict[str, Any]:
@@ -142,7 +155,7 @@ def make(
     """Build a registered agent with its default hyperparameters.
 
     :param name: a key of ``AGENTS`` (``dqn``, ``ddqn``, ``qrdqn``, ``ppo``, ``ppo_cont``, ``a2c``,
-        ``ppo_frac``, ``ppo_res``)
+        ``ppo_frac``, ``ppo_res``, ``ppo_res_dp``)
     :param env: a Gymnasium env or SB3 VecEnv of ``sb3_exec/Execution-v0``; a preset name, or
         None with ``preset``, builds the agent's training VecEnv
     :param seed: the SB3 seed (weights, exploration and the env's episodes)
@@ -198,6 +211,7 @@ def env_config(env: gym.Env | VecEnv) -> ExecConfig | None:
 
 __all__ = [
     "AGENTS",
+    "SELECTIONS",
     "AgentSpec",
     "DoubleDQN",
     "carry_interface",
@@ -207,4 +221,5 @@ __all__ = [
     "hyperparams",
     "make",
     "make_env",
+    "selection",
 ]
