@@ -378,8 +378,8 @@ def execute(specs: Sequence[RunSpec], cfg: CompareConfig) -> list[dict[str, Any]
                 results[spec.key] = result
                 bar.set_postfix_str(f"{spec.key}: {result['status']}")
                 bar.update()
-    for spec in specs:
-        results[spec.key] = with_learning(results[spec.key], Path(spec.run_dir))
+    for spec in specs:  # how each run learned, and which checkpoint its evaluation is of
+        results[spec.key] = {**with_learning(results[spec.key], Path(spec.run_dir)), "checkpoint": spec.select}
     return [results[s.key] for s in specs]
 
 

@@ -129,7 +129,8 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Per agent: how it learned (``learning``: from scratch or model-assisted), IQM over training
+    """Per agent: how it learned (``learning``: from scratch or model-assisted), the checkpoint
+    evaluated (``checkpoint``: final or best validation), IQM over training
     runs with CIs, P(improve on TWAP), the paired difference to the adaptive MPC (where it runs)
     with its CI and win rate, failures, time.
 
@@ -138,10 +139,12 @@ def agent_table(summary: pd.DataFrame, results: Sequence[dict[str, Any]]) -> pd.
     for policy, r in summary[summary.kind == "agent"].iterrows():
         secs = [x["train_seconds"] for x in results if x["agent"] == policy and x["status"] == "ok"]
         learning = {x["learning"] for x in results if x["agent"] == policy and "learning" in x}
+        checkpoint = {x["checkpoint"] for x in results if x["agent"] == policy and "checkpoint" in x}
         rows.append(
             {
                 "agent": policy,
                 "learning": ", ".join(sorted(learning)) or "n/a",
+                "checkpoint": ", ".join(sorted(checkpoint)) or "n/a",
                 "runs ok": _count(r.get("runs")),
                 "failed": _count(r.get("failed_runs")),
                 "IQM schedule objective [95% CI]": _fmt_ci(r, "iqm_schedule_objective_bps", 3),
@@ -261,7 +264,8 @@ def write_outputs(
             "",
             "*Learning*: `from scratch` where the agent's action, observation and reward hold "
             "no baseline's or planner's output; `model-assisted` where they do (a residual on "
-            "a baseline's trade).",
+            "a baseline's trade). *Checkpoint*: `final`, the model at the end of training; `best`, "
+            "the one with the lowest validation score (validation episodes are disjoint from these).",
             "",
             markdown(agents_),
             "",

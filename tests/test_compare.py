@@ -150,7 +150,8 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     # a blank cell reads n/a everywhere, never nan
     table = (out / "summary_table.txt").read_text()
     ppo_row = next(line.split() for line in table.splitlines()[::-1] if line.split()[:1] == ["ppo"])
-    assert ppo_row[1:4] == ["n/a", "0", "1"] and set(ppo_row[4:]) == {"n/a"}, ppo_row  # learning: n/a
+    # learning n/a, checkpoint final (the agent's, failed or not), 0 runs ok, 1 failed
+    assert ppo_row[1:5] == ["n/a", "final", "0", "1"] and set(ppo_row[5:]) == {"n/a"}, ppo_row
     assert "nan" not in table.split() and "| nan" not in report
     # a value the algorithm refuses when it is built fails before anything runs, naming the agent
     nan_lr = {**cfg.hyperparams, "ppo": {"learning_rate": float("nan")}}

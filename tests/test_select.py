@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch as th
 from stable_baselines3 import PPO
 
-from experiments.compare import CompareConfig, RunSpec, preflight
+from experiments.compare import CompareConfig, RunSpec, compare, preflight
 from sb3_exec import agents
 from sb3_exec.evaluation import evaluate
 from sb3_exec.policies import load_run
-from sb3_exec.seeding import validation_seeds
+from sb3_exec.seeding import evaluation_seeds, validation_seeds
 from sb3_exec.train import train
 
 SMALL = {"n_steps": 32, "batch_size": 64}
@@ -91,3 +92,39 @@ def test_select_changes_the_evaluation_not_the_training(ppo_entry):
     ppo_entry(select="best", eval_freq=64)  # other checkpoints: trained again
     assert spec.fingerprint != final[0]
     assert json.loads(spec.fingerprint)["params"]["eval_freq"] == 64
+
+
+def test_a_comparison_evaluates_the_selected_checkpoint_and_says_so(tmp_path, ppo_entry):
+    """compare evaluates the checkpoint the YAML selects and its report says which; switching
+    ``select`` back to ``final`` evaluates the stored run again without training it again."""
+    ppo_entry(select="best", eval_freq=128)
+    cfg = CompareConfig(
+        preset="ac2000",
+        agents=["ppo"],
+        seeds=1,
+        timesteps=512,
+        eval_episodes=30,
+        validation_episodes=10,
+        workers=1,
+        hyperparams={"ppo": SMALL},
+        out=str(tmp_path / "c"),
+    )
+    out = compare(cfg)
+    (run,) = (out / "runs").iterdir()
+    seeds = evaluation_seeds(30, master=0)
+
+    def evaluated_as(checkpoint):
+        ev = evaluate({"ppo": load_run(run / checkpoint)}, {"preset": "ac2000"}, seeds)
+        return ev.episodes.schedule_objective_bps.to_numpy()
+
+    stored = pd.read_csv(run / "episodes.csv").schedule_objective_bps.to_numpy()
+    np.testing.assert_array_equal(stored, evaluated_as("best_model.zip"))
+    assert "| ppo | from scratch | best |" in (out / "report.md").read_text()
+    trained_at = (run / "model.zip").stat().st_mtime_ns
+    ppo_entry(eval_freq=128)  # select final: the same training, another evaluation
+    compare(cfg)
+    assert (run / "model.zip").stat().st_mtime_ns == trained_at
+    stored = pd.read_csv(run / "episodes.csv").schedule_objective_bps.to_numpy()
+    np.testing.assert_array_equal(stored, evaluated_as("model.zip"))
+    assert not np.array_equal(stored, evaluated_as("best_model.zip"))  # this run's best is not its last
+    assert "| ppo | from scratch | final |" in (out / "report.md").read_text()
