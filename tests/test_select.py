@@ -11,7 +11,8 @@ import pytest
 import torch as th
 from stable_baselines3 import PPO
 
-from experiments.compare import CompareConfig, RunSpec, compare, preflight
+from experiments.compare import CompareConfig, compare, preflight
+from experiments.runs import RunSpec
 from sb3_exec import agents
 from sb3_exec.evaluation import evaluate
 from sb3_exec.policies import load_run
