@@ -7,6 +7,18 @@ import pytest
 
 from sb3_exec.baselines import Policy
 
+# a comparison small enough to run in seconds (experiments.compare.CompareConfig's fields)
+TINY = dict(
+    preset="ac2000",
+    agents=["ppo"],
+    seeds=2,
+    timesteps=512,
+    eval_episodes=50,
+    validation_episodes=10,
+    workers=1,
+    hyperparams={"ppo": {"n_steps": 32, "batch_size": 64}},
+)
+
 
 class RandomPolicy(Policy):
     """A causal policy trading a random multiple (0..3) of the remaining-TWAP slice, seeded."""

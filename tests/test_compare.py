@@ -17,19 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import TINY
 from experiments.compare import CompareConfig, compare, load_configs, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(
-    preset="ac2000",
-    agents=["ppo"],
-    seeds=2,
-    timesteps=512,
-    eval_episodes=50,
-    validation_episodes=10,
-    workers=1,
-    hyperparams={"ppo": {"n_steps": 32, "batch_size": 64}},
-)
 
 
 def test_cli_end_to_end(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import torch as th
 from stable_baselines3 import PPO
 
+from conftest import TINY
 from experiments.compare import CompareConfig, compare, preflight
 from experiments.runs import RunSpec
 from sb3_exec import agents
@@ -19,7 +20,7 @@ from sb3_exec.policies import load_run
 from sb3_exec.seeding import evaluation_seeds, validation_seeds
 from sb3_exec.train import train
 
-SMALL = {"n_steps": 32, "batch_size": 64}
+SMALL = TINY["hyperparams"]["ppo"]
 
 
 @pytest.fixture
@@ -99,17 +100,7 @@ def test_a_comparison_evaluates_the_selected_checkpoint_and_says_so(tmp_path, pp
     """compare evaluates the checkpoint the YAML selects and its report says which; switching
     ``select`` back to ``final`` evaluates the stored run again without training it again."""
     ppo_entry(select="best", eval_freq=128)
-    cfg = CompareConfig(
-        preset="ac2000",
-        agents=["ppo"],
-        seeds=1,
-        timesteps=512,
-        eval_episodes=30,
-        validation_episodes=10,
-        workers=1,
-        hyperparams={"ppo": SMALL},
-        out=str(tmp_path / "c"),
-    )
+    cfg = CompareConfig(**{**TINY, "seeds": 1, "eval_episodes": 30}, out=str(tmp_path / "c"))
     out = compare(cfg)
     (run,) = (out / "runs").iterdir()
     seeds = evaluation_seeds(30, master=0)
